@@ -1,0 +1,50 @@
+# Execution Garden: every set-up step lives here, so a fresh machine needs only `make run` or `make test`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.12 is the Lambda runtime `chalice package` targets. Prefer pyenv's 3.12, then the system's.
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+PYTHON312 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
+export GARDEN_HOME ?= $(CURDIR)/.garden
+
+.PHONY: help venv run test package lint-infra bench clean
+
+help:
+	@echo "make run      serve the gateway offline with chalice local on $(HOST):$(PORT)"
+	@echo "make test     install everything and run the whole test suite"
+	@echo "make package  chalice package (offline, prod stage) + cfn-lint on the output"
+	@echo "make bench    cold start and per-request benchmarks (bench/)"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it with pyenv (pyenv install 3.12)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON312) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+run: venv
+	$(BIN)/python -m chalicelib.devsetup
+	$(BIN)/chalice local --stage local --host $(HOST) --port $(PORT) --no-autoreload
+
+# pytest exits 5 when it collects nothing: that is a failure here, not a pass.
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+package: venv
+	rm -rf build/package
+	AWS_DEFAULT_REGION=eu-west-1 AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= \
+		$(BIN)/chalice package --stage prod build/package
+	$(BIN)/cfn-lint build/package/sam.json
+
+bench: venv
+	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/per_request.py
+
+clean:
+	rm -rf $(VENV) build .garden

@@ -1,0 +1,37 @@
+"""Execution Garden: one governed, OpenAI-compatible door to LLMs for a bank's applications.
+
+Routes and wiring only; the pipeline lives in chalicelib/ (see chalicelib/pipeline.py).
+"""
+from chalice import Chalice, IAMAuthorizer
+
+from chalicelib import web
+from chalicelib.pipeline import Pipeline
+
+app = Chalice(app_name="execution-garden", configure_logs=False)
+app.debug = False  # 500s carry a request id, never a stack trace
+iam = IAMAuthorizer()  # in AWS, API Gateway verifies SigV4; `chalice local` does not (see identity/)
+
+
+@app.middleware("http")
+def openai_errors(event, get_response):
+    return web.guard(event, get_response)
+
+
+@app.route("/health", methods=["GET"])
+def health():
+    return web.health()
+
+
+@app.route("/v1/chat/completions", methods=["POST"], authorizer=iam)
+def chat_completions():
+    return web.handle(app.current_request, Pipeline.chat_completions)
+
+
+@app.route("/v1/models", methods=["GET"], authorizer=iam)
+def list_models():
+    return web.handle(app.current_request, Pipeline.list_models)
+
+
+@app.route("/v1/models/{model_id}", methods=["GET"], authorizer=iam)
+def get_model(model_id):
+    return web.handle(app.current_request, Pipeline.get_model, model_id)

@@ -1,0 +1,69 @@
+"""Cold start: a fresh process imports app.py and serves its first request, as a new Lambda
+container does. Wall time (spawn to exit) and peak RSS, median of N runs, against baselines
+measured in the same run: a bare interpreter and a bare one-route Chalice app.
+
+    .venv/bin/python bench/cold_start.py [runs]
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from common import ROOT, gateway_env, median
+
+HERE = ROOT / "bench"
+
+
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall_ms = (time.perf_counter() - start) * 1000
+    if status != 0:
+        raise SystemExit(f"{argv} failed with status {status}")
+    return wall_ms, usage.ru_maxrss / 1024, json.loads(out) if out.strip() else {}
+
+
+def measure(name: str, argv: list[str], runs: int, fresh_home: bool = False) -> dict:
+    walls, rss, inner = [], [], []
+    for _ in range(runs):
+        wall, peak, detail = run_once(argv, gateway_env() if fresh_home else {})
+        walls.append(wall)
+        rss.append(peak)
+        inner.append(detail)
+    row = {"name": name, "wall_ms": median(walls), "rss_mb": median(rss)}
+    if inner[0]:
+        row["import_ms"] = median([d["import_ms"] for d in inner])
+        row["first_request_ms"] = median([d["first_request_ms"] for d in inner])
+    return row
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    py = sys.executable
+    rows = [
+        measure("python -c pass", [py, "-c", "pass"], runs),
+        measure("bare Chalice app + 1 request", [py, str(HERE / "first_request.py"), "baseline"], runs),
+        measure("gateway app.py + 1 chat request", [py, str(HERE / "first_request.py"), "gateway"], runs,
+                fresh_home=True),
+    ]
+    base = rows[1]
+    print(f"cold start, median of {runs} fresh processes (2-core shared machine)")
+    print(f"{'process':36} {'wall ms':>8} {'RSS MB':>7} {'import ms':>10} {'1st req ms':>10}")
+    for r in rows:
+        print(f"{r['name']:36} {r['wall_ms']:8.1f} {r['rss_mb']:7.1f} "
+              f"{r.get('import_ms', float('nan')):10.1f} {r.get('first_request_ms', float('nan')):10.1f}")
+    gw = rows[2]
+    print(f"gateway / bare Chalice: wall x{gw['wall_ms'] / base['wall_ms']:.2f}, "
+          f"RSS x{gw['rss_mb'] / base['rss_mb']:.2f}")
+    print(f"targets: wall <= 250 ms -> {'met' if gw['wall_ms'] <= 250 else 'MISSED'}; "
+          f"RSS <= 60 MB -> {'met' if gw['rss_mb'] <= 60 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

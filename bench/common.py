@@ -1,0 +1,32 @@
+"""Shared by the benchmarks: paths, the gateway's environment, percentiles, a baseline app."""
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for p in (ROOT, ROOT / "tests"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+DEMO_PRINCIPAL = "arn:aws:sts::000000000000:assumed-role/garden-demo/bench-session"
+CHAT = {"model": "local-echo", "messages": [
+    {"role": "system", "content": "You are a helpful banking assistant."},
+    {"role": "user", "content": "Summarise the fees on account 12345678 for jane.doe@example.com, "
+                                "card 4111 1111 1111 1111, in two sentences."}]}
+
+
+def gateway_env(home: str | None = None) -> dict[str, str]:
+    """AWS mode as Lambda runs it (IAM identity from the event) with the embedded local adapters."""
+    return {"GARDEN_IDENTITY": "iam", "GARDEN_HOME": home or tempfile.mkdtemp(prefix="garden-bench-")}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

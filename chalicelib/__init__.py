@@ -1,0 +1,1 @@
+"""Execution Garden: the governed LLM gateway's modules (see README, "Code map")."""

@@ -1,0 +1,156 @@
+"""The catalog: apps (tenants), models with their routes, and prices, from one JSON config.
+
+Validated by JSON Schema at start-up so that a broken config fails fast, naming the bad field,
+instead of failing one request at a time in production.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from chalicelib.errors import ConfigError
+from chalicelib.identity.principals import canonical_principal
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: str
+    model_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str
+    owned_by: str
+    max_output_tokens: int
+    input_per_1k: float
+    output_per_1k: float
+    deployments: tuple[Deployment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PiiPolicy:
+    input: Mapping[str, str]
+    output: Mapping[str, str]
+    allow_terms: tuple[str, ...] = ()
+    fail_open: bool = False
+
+    def action(self, direction: str, entity_type: str) -> str:
+        rules = self.input if direction == "input" else self.output
+        return rules.get(entity_type, rules.get("default", "ALLOW"))
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailPolicy:
+    denied_words: tuple[str, ...] = ()
+    fail_open: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    id: str
+    business_unit: str
+    principal_arns: tuple[str, ...]
+    allowed_models: frozenset[str]
+    pii: PiiPolicy
+    guardrail: GuardrailPolicy
+    tokens_per_day: int
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: Mapping[str, Model]
+    apps: Mapping[str, App]
+    _by_principal: Mapping[str, App] = field(repr=False, default_factory=dict)
+
+    def app_for_principal(self, principal_arn: str) -> App | None:
+        return self._by_principal.get(canonical_principal(principal_arn))
+
+    def models_for(self, app: App) -> list[Model]:
+        return [m for m_id, m in self.models.items() if m_id in app.allowed_models]
+
+
+def load_catalog(path: Path) -> Catalog:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"catalog {path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"catalog {path}: invalid JSON at line {exc.lineno}") from None
+    return parse_catalog(raw, source=str(path))
+
+
+def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
+    _validate(raw, source)
+    models = {mid: _model(mid, m) for mid, m in raw["models"].items()}
+    apps: dict[str, App] = {}
+    by_principal: dict[str, App] = {}
+    for index, a in enumerate(raw["apps"]):
+        app = _app(a)
+        where = f"{source}: apps[{index}]"
+        if app.id in apps:
+            raise ConfigError(f"{where}.id: duplicate app id {app.id!r}")
+        unknown = sorted(app.allowed_models - models.keys())
+        if unknown:
+            raise ConfigError(f"{where}.allowed_models: unknown model {unknown[0]!r}")
+        for arn in app.principal_arns:
+            key = canonical_principal(arn)
+            if key in by_principal:
+                raise ConfigError(f"{where}.principal_arns: {arn} already belongs to another app")
+            by_principal[key] = app
+        apps[app.id] = app
+    return Catalog(MappingProxyType(models), MappingProxyType(apps), MappingProxyType(by_principal))
+
+
+def _validate(raw: Any, source: str) -> None:
+    # Imported here: jsonschema costs ~80 ms, paid once per container when the catalog loads.
+    import jsonschema
+
+    from chalicelib.catalog_schema import CATALOG_SCHEMA
+
+    validator = jsonschema.Draft202012Validator(CATALOG_SCHEMA)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(raw))
+    if error is not None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise ConfigError(f"{source}: {where.lstrip('.') or '(root)'}: {error.message}")
+
+
+def _model(model_id: str, m: dict[str, Any]) -> Model:
+    deployments = tuple(
+        Deployment(d["provider"], d["model_id"], d.get("name", f"{d['provider']}/{d['model_id']}"))
+        for d in m["deployments"]
+    )
+    return Model(
+        id=model_id,
+        owned_by=m.get("owned_by", "execution-garden"),
+        max_output_tokens=m["max_output_tokens"],
+        input_per_1k=float(m["price"]["input_per_1k"]),
+        output_per_1k=float(m["price"]["output_per_1k"]),
+        deployments=deployments,
+    )
+
+
+def _app(a: dict[str, Any]) -> App:
+    pii = a.get("pii", {})
+    guard = a.get("guardrail", {})
+    return App(
+        id=a["id"],
+        business_unit=a["business_unit"],
+        principal_arns=tuple(a["principal_arns"]),
+        allowed_models=frozenset(a["allowed_models"]),
+        pii=PiiPolicy(
+            input=MappingProxyType(dict(pii.get("input", {}))),
+            output=MappingProxyType(dict(pii.get("output", {}))),
+            allow_terms=tuple(pii.get("allow_terms", ())),
+            fail_open=pii.get("on_unavailable") == "fail_open",
+        ),
+        guardrail=GuardrailPolicy(
+            denied_words=tuple(guard.get("denied_words", ())),
+            fail_open=guard.get("on_unavailable") == "fail_open",
+        ),
+        tokens_per_day=a["quotas"]["tokens_per_day"],
+    )

@@ -1,0 +1,107 @@
+"""JSON Schema of the catalog: apps, models (each with its route of deployments) and prices."""
+from __future__ import annotations
+
+from typing import Any
+
+_ACTION = {"enum": ["ALLOW", "MASK", "REDACT", "BLOCK"]}
+_DIRECTION_POLICY = {
+    "type": "object",
+    "description": "Action per Comprehend entity type; `default` covers the types not named.",
+    "properties": {"default": _ACTION},
+    "additionalProperties": _ACTION,
+    "propertyNames": {"pattern": "^(default|[A-Z][A-Z0-9_]*)$"},
+}
+_IDENT = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._:-]{0,63}$"}
+
+CATALOG_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["version", "models", "apps"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"const": 1},
+        "models": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": _IDENT,
+            "additionalProperties": {"$ref": "#/$defs/model"},
+        },
+        "apps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/app"}},
+    },
+    "$defs": {
+        "model": {
+            "type": "object",
+            "required": ["deployments", "max_output_tokens", "price"],
+            "additionalProperties": False,
+            "properties": {
+                "description": {"type": "string"},
+                "owned_by": {"type": "string"},
+                "max_output_tokens": {"type": "integer", "minimum": 1},
+                "price": {
+                    "type": "object",
+                    "description": "USD per 1,000 tokens.",
+                    "required": ["input_per_1k", "output_per_1k"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "input_per_1k": {"type": "number", "minimum": 0},
+                        "output_per_1k": {"type": "number", "minimum": 0},
+                    },
+                },
+                "deployments": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "The route: tried in order.",
+                    "items": {
+                        "type": "object",
+                        "required": ["provider", "model_id"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "provider": {"enum": ["local-echo"]},
+                            "model_id": {"type": "string", "minLength": 1},
+                            "name": {"type": "string", "minLength": 1},
+                        },
+                    },
+                },
+            },
+        },
+        "app": {
+            "type": "object",
+            "required": ["id", "business_unit", "principal_arns", "allowed_models", "quotas"],
+            "additionalProperties": False,
+            "properties": {
+                "id": _IDENT,
+                "business_unit": _IDENT,
+                "principal_arns": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "pattern": r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:.+"},
+                },
+                "allowed_models": {"type": "array", "items": {"type": "string"}},
+                "pii": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "input": _DIRECTION_POLICY,
+                        "output": _DIRECTION_POLICY,
+                        "allow_terms": {"type": "array", "items": {"type": "string"}},
+                        "on_unavailable": {"enum": ["fail_closed", "fail_open"]},
+                    },
+                },
+                "guardrail": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "denied_words": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                        "on_unavailable": {"enum": ["fail_closed", "fail_open"]},
+                    },
+                },
+                "quotas": {
+                    "type": "object",
+                    "required": ["tokens_per_day"],
+                    "additionalProperties": False,
+                    "properties": {"tokens_per_day": {"type": "integer", "minimum": 1}},
+                },
+            },
+        },
+    },
+}

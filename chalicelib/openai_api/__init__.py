@@ -1,0 +1,1 @@
+"""OpenAI wire format: request parsing and response rendering."""

@@ -1,0 +1,94 @@
+"""Gateway results -> OpenAI JSON bodies: completions, buffered SSE streams, models, errors.
+
+Chalice cannot stream a body, so `stream: true` gets the whole `text/event-stream` at once: the same
+chunks OpenAI would send, ending in `data: [DONE]`, so streaming clients work unchanged.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable
+
+from chalicelib.catalog import Model
+from chalicelib.chat import Completion, Usage
+from chalicelib.errors import GatewayError
+
+# Split a reply into stream deltas at word boundaries, keeping the whitespace with each word.
+_DELTAS = re.compile(r"\S+\s*|\s+")
+_MAX_STREAM_DELTAS = 512  # beyond this, deltas grow: a 6 MB Lambda response must not be mostly framing
+
+
+def usage_body(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def completion_body(completion_id: str, created: int, model: str, result: Completion) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": result.finish_reason,
+            }
+        ],
+        "usage": usage_body(result.usage),
+    }
+
+
+def stream_body(
+    completion_id: str, created: int, model: str, result: Completion, include_usage: bool
+) -> str:
+    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if include_usage:
+            body["usage"] = None  # as OpenAI does: null on every chunk but the last
+        return body
+
+    events = [chunk({"role": "assistant", "content": ""}, None)]
+    events += [chunk({"content": piece}, None) for piece in _pieces(result.content)]
+    events.append(chunk({}, result.finish_reason))
+    if include_usage:
+        events.append({**chunk({}, None), "choices": [], "usage": usage_body(result.usage)})
+    return "".join(f"data: {json.dumps(e, separators=(',', ':'))}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+def _pieces(text: str) -> Iterable[str]:
+    words = _DELTAS.findall(text)
+    per_delta = max(1, -(-len(words) // _MAX_STREAM_DELTAS))
+    for start in range(0, len(words), per_delta):
+        yield "".join(words[start : start + per_delta])
+
+
+def model_body(model: Model) -> dict[str, Any]:
+    # `created` is required by the spec; catalog entries have no creation time, so 0 (the epoch).
+    return {"id": model.id, "object": "model", "created": 0, "owned_by": model.owned_by}
+
+
+def models_body(models: Iterable[Model]) -> dict[str, Any]:
+    return {"object": "list", "data": [model_body(m) for m in models]}
+
+
+def error_body(error: GatewayError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "param": error.param,
+            "code": error.code,
+        }
+    }

@@ -1,0 +1,34 @@
+"""The one record of a request: metadata only, shared by audit and telemetry.
+
+There is no field for text. Anything added here must be an id, a number, a category or a time.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    timestamp: str  # ISO 8601, UTC
+    route: str
+    status: int = 0
+    error_code: str | None = None
+    app_id: str | None = None
+    business_unit: str | None = None
+    principal: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    stream: bool = False
+    finish_reason: str | None = None
+    reserved_tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    pii: dict[str, int] = field(default_factory=dict)  # "<TYPE>:<ACTION>" -> count, in and out
+    guardrail: list[str] = field(default_factory=list)  # "<INPUT|OUTPUT>:<CATEGORY>"
+    latency_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,79 @@
+"""Environment -> typed settings, read in exactly one place.
+
+Stage values live in `.chalice/config.json` (`environment_variables`); with none set, every port
+falls back to its embedded local adapter, so `chalice local` and the tests run with no AWS account.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from chalicelib.errors import ConfigError
+
+VERSION = "0.1.0"
+DEFAULT_CATALOG = Path(__file__).parent / "defaults" / "catalog.json"
+
+_CHOICES = {
+    "GARDEN_IDENTITY": ("local", "iam"),
+    "GARDEN_STORE": ("sqlite",),
+    "GARDEN_PII": ("local",),
+    "GARDEN_GUARDRAIL": ("local",),
+    "GARDEN_AUDIT": ("file",),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    # Which adapter serves each port; each is chosen independently.
+    identity: str
+    store: str
+    pii: str
+    guardrail: str
+    audit: str
+    home: Path  # local state: SQLite store, audit files, local credentials
+    catalog_path: Path
+    signing_region: str  # the region SigV4 credential scopes must name (local identity)
+    max_body_bytes: int
+    request_timeout_s: float
+
+    @property
+    def local_credentials_path(self) -> Path:
+        return self.home / "local-credentials.json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        for name, allowed in _CHOICES.items():
+            value = env.get(name, allowed[0])
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+        home = Path(env.get("GARDEN_HOME", ".garden")).expanduser()
+        return cls(
+            stage=env.get("GARDEN_STAGE", "local"),
+            identity=env.get("GARDEN_IDENTITY", "local"),
+            store=env.get("GARDEN_STORE", "sqlite"),
+            pii=env.get("GARDEN_PII", "local"),
+            guardrail=env.get("GARDEN_GUARDRAIL", "local"),
+            audit=env.get("GARDEN_AUDIT", "file"),
+            home=home,
+            catalog_path=Path(env.get("GARDEN_CATALOG", str(DEFAULT_CATALOG))),
+            signing_region=env.get("GARDEN_SIGNING_REGION", env.get("AWS_REGION", "us-east-1")),
+            max_body_bytes=_positive_int(env, "GARDEN_MAX_BODY_BYTES", 1_048_576),
+            request_timeout_s=float(_positive_int(env, "GARDEN_REQUEST_TIMEOUT_S", 25)),
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a positive integer") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r}: expected a positive integer")
+    return value

@@ -1,0 +1,110 @@
+"""Local adapter of the store port: one SQLite file under `$GARDEN_HOME`.
+
+WAL mode with synchronous=NORMAL: commits do not fsync, which suits a developer's machine; the
+`BEGIN IMMEDIATE` write lock makes check-and-reserve atomic across threads and processes.
+Stores only ids, numbers and dates: never request text.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from chalicelib.store import DailyUsage
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    app_id TEXT NOT NULL, day TEXT NOT NULL,
+    tokens INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (app_id, day)
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT PRIMARY KEY, app_id TEXT NOT NULL, day TEXT NOT NULL,
+    tokens INTEGER NOT NULL, expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reservations_by_app ON reservations (app_id, day, expires_at);
+"""
+
+
+class SqliteLedger:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit, so each is exactly one BEGIN..COMMIT.
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+        self._lock = threading.Lock()  # chalice local serves each request on its own thread
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def reserve(
+        self, *, reservation_id: str, app_id: str, day: str, tokens: int, limit: int,
+        now: float, expires_at: float,
+    ) -> bool:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "DELETE FROM reservations WHERE app_id = ? AND expires_at <= ?", (app_id, now)
+                )
+                used = self._used(app_id, day)
+                held = self._held(app_id, day, now)
+                if used + held + tokens > limit:
+                    db.execute("COMMIT")
+                    return False
+                db.execute(
+                    "INSERT INTO reservations (id, app_id, day, tokens, expires_at) VALUES (?, ?, ?, ?, ?)",
+                    (reservation_id, app_id, day, tokens, expires_at),
+                )
+                db.execute("COMMIT")
+                return True
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def settle(self, *, reservation_id: str, app_id: str, day: str, tokens: int, cost_usd: float) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+                db.execute(
+                    "INSERT INTO usage (app_id, day, tokens, requests, cost_usd) VALUES (?, ?, ?, 1, ?) "
+                    "ON CONFLICT (app_id, day) DO UPDATE SET tokens = tokens + excluded.tokens, "
+                    "requests = requests + 1, cost_usd = cost_usd + excluded.cost_usd",
+                    (app_id, day, tokens, cost_usd),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def release(self, reservation_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+
+    def usage(self, app_id: str, day: str, now: float) -> DailyUsage:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tokens, requests, cost_usd FROM usage WHERE app_id = ? AND day = ?", (app_id, day)
+            ).fetchone()
+            held = self._held(app_id, day, now)
+        tokens, requests, cost = row if row else (0, 0, 0.0)
+        return DailyUsage(tokens=tokens, reserved=held, requests=requests, cost_usd=cost)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _used(self, app_id: str, day: str) -> int:
+        row = self._db.execute(
+            "SELECT tokens FROM usage WHERE app_id = ? AND day = ?", (app_id, day)
+        ).fetchone()
+        return row[0] if row else 0
+
+    def _held(self, app_id: str, day: str, now: float) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE app_id = ? AND day = ? AND expires_at > ?",
+            (app_id, day, now),
+        ).fetchone()
+        return int(row[0])

@@ -1,0 +1,40 @@
+"""Fixtures shared by every test. Tests never reach beyond 127.0.0.1: fake AWS credentials, no
+instance metadata, loopback servers only."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+# app.py, chalicelib/ and client/ live at the project root; helpers (support.py, ...) beside this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from local_server import Server, serve  # noqa: E402
+from support import Garden, running_garden  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def garden(tmp_path: Path) -> Iterator[Garden]:
+    with running_garden(tmp_path) as g:
+        yield g
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real `chalice local` on a free loopback port, shared by the end-to-end tests."""
+    with serve(tmp_path_factory.mktemp("e2e")) as running:
+        yield running

@@ -1,0 +1,78 @@
+"""The catalog fails fast at start-up, naming the bad field."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import TEST_CATALOG
+
+from chalicelib.catalog import load_catalog, parse_catalog
+from chalicelib.errors import ConfigError
+from chalicelib.identity.principals import canonical_principal
+from chalicelib.settings import DEFAULT_CATALOG, Settings
+
+
+def broken(change: Any) -> dict[str, Any]:
+    catalog = copy.deepcopy(TEST_CATALOG)
+    change(catalog)
+    return catalog
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda c: c.pop("apps"), "(root)"),
+        (lambda c: c["apps"][1].pop("quotas"), "apps[1]"),
+        (lambda c: c["apps"][0]["quotas"].update(tokens_per_day=0), "apps[0].quotas.tokens_per_day"),
+        (lambda c: c["apps"][0].update(principal_arns=["not-an-arn"]), "apps[0].principal_arns[0]"),
+        (lambda c: c["apps"][0]["pii"]["input"].update(EMAIL="SHRED"), "apps[0].pii.input.EMAIL"),
+        (lambda c: c["models"]["local-echo"]["deployments"][0].update(provider="nope"),
+         "models.local-echo.deployments[0].provider"),
+        (lambda c: c["apps"][0].update(allowed_models=["ghost"]), "apps[0].allowed_models"),
+        (lambda c: c["apps"][1].update(id="test-app"), "apps[1].id"),
+        (lambda c: c["apps"][1].update(principal_arns=c["apps"][0]["principal_arns"]), "apps[1].principal_arns"),
+    ],
+)
+def test_broken_catalog_names_the_field(change: Any, named: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_catalog(broken(change))
+    assert named in str(raised.value)
+
+
+def test_unreadable_catalog(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{ nope")
+    with pytest.raises(ConfigError, match="invalid JSON at line 1"):
+        load_catalog(tmp_path / "bad.json")
+    with pytest.raises(ConfigError, match="file not found"):
+        load_catalog(tmp_path / "missing.json")
+
+
+def test_embedded_default_catalog_is_valid() -> None:
+    catalog = load_catalog(DEFAULT_CATALOG)
+    assert "demo-app" in catalog.apps and "local-echo" in catalog.models
+
+
+@pytest.mark.parametrize(
+    ("arn", "canonical"),
+    [
+        ("arn:aws:sts::111122223333:assumed-role/test-app-role/session-1",
+         "arn:aws:iam::111122223333:role/test-app-role"),
+        ("arn:aws:iam::111122223333:role/team/test-app-role", "arn:aws:iam::111122223333:role/test-app-role"),
+        ("arn:aws:iam::111122223333:user/alice", "arn:aws:iam::111122223333:user/alice"),
+    ],
+)
+def test_principals_map_to_their_role(arn: str, canonical: str) -> None:
+    assert canonical_principal(arn) == canonical
+    catalog = parse_catalog(TEST_CATALOG)
+    if "test-app-role" in arn:
+        assert catalog.app_for_principal(arn).id == "test-app"
+
+
+@pytest.mark.parametrize("env", [{"GARDEN_IDENTITY": "ldap"}, {"GARDEN_MAX_BODY_BYTES": "-1"},
+                                 {"GARDEN_MAX_BODY_BYTES": "lots"}])
+def test_bad_settings_fail_fast(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(env))):
+        Settings.from_env(env)

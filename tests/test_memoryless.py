@@ -1,0 +1,65 @@
+"""Memoryless: no prompt or completion text in any log, store or record, on success or error paths.
+
+A canary string rides every field a caller controls, through a real `chalice local`; afterwards
+every byte the gateway wrote (state folder: SQLite + WAL, audit files; the server's whole output)
+is searched for it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import requests
+from botocore.credentials import Credentials
+from local_server import serve
+from support import BLOCK_KEY_ID, KEY_ID, QUOTA_KEY_ID, SECRET
+
+from client.garden_auth import SigV4RequestsAuth
+
+CANARY = "CANARY-q7Zx9-memoryless-0c4f"
+
+
+def test_no_canary_anywhere_the_gateway_writes(tmp_path: Path) -> None:
+    with serve(tmp_path) as server:
+        url = f"{server.base_url}/v1/chat/completions"
+
+        def post(body: object, key_id: str = KEY_ID, secret: str = SECRET) -> requests.Response:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            auth = SigV4RequestsAuth(region="us-east-1", credentials=Credentials(key_id, secret))
+            return requests.post(url, data=data, auth=auth, timeout=10,
+                                 headers={"content-type": "application/json"})
+
+        def chat(text: str, **extra: object) -> dict:
+            return {"model": "local-echo", "messages": [
+                {"role": "system", "content": f"system {CANARY}"},
+                {"role": "user", "content": text}], **extra}
+
+        statuses = {
+            "plain": post(chat(f"hello {CANARY}", user=CANARY, metadata={"k": CANARY})),
+            "stream": post(chat(f"hello {CANARY}", stream=True, stream_options={"include_usage": True})),
+            "schema": post({"model": "local-echo", "messages": [{"role": CANARY, "content": CANARY}]}),
+            "json": post(f'{{"model": "local-echo", "messages": "{CANARY}'.encode()),
+            "model": post({"model": CANARY, "messages": [{"role": "user", "content": CANARY}]}),
+            "n": post(chat(CANARY, n=2)),
+            "guardrail": post(chat(f"{CANARY} guaranteed returns")),
+            "pii_block": post(chat(f"{CANARY} 4111 1111 1111 1111"), key_id=BLOCK_KEY_ID),
+            "quota": post(chat(CANARY * 40, max_tokens=150), key_id=QUOTA_KEY_ID),
+            "signature": post(chat(CANARY), secret="wrong"),
+            "too_large": post(chat(CANARY * 40_000)),
+        }
+        codes = {name: r.status_code for name, r in statuses.items()}
+        assert codes == {"plain": 200, "stream": 200, "schema": 400, "json": 400, "model": 404, "n": 400,
+                         "guardrail": 400, "pii_block": 400, "quota": 429, "signature": 403,
+                         "too_large": 413}
+        # The canary did travel: the echo model returned it, so it was in the pipeline's hands.
+        assert CANARY in statuses["plain"].text and CANARY in statuses["stream"].text
+
+    written = [p for p in server.home.rglob("*") if p.is_file()] + [server.output]
+    hits = [str(p) for p in written if CANARY.encode() in p.read_bytes()]
+    assert hits == []
+    # And the search was not vacuous: the gateway did write an audit line and a log line per request.
+    audit_lines = [line for p in (server.home / "audit").rglob("*.jsonl") for line in p.read_text().splitlines()]
+    assert len(audit_lines) == len(statuses)
+    output = server.output.read_text()
+    for response in statuses.values():
+        assert response.headers["x-request-id"] in output
