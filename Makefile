@@ -12,13 +12,14 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 export GARDEN_HOME ?= $(CURDIR)/.garden
 
-.PHONY: help venv run test package lint-infra bench clean
+.PHONY: help venv run test package validators bench clean
 
 help:
 	@echo "make run      serve the gateway offline with chalice local on $(HOST):$(PORT)"
 	@echo "make test     install everything and run the whole test suite"
 	@echo "make package  chalice package (offline, prod stage) + cfn-lint on the output"
 	@echo "make bench    cold start and per-request benchmarks (bench/)"
+	@echo "make validators  regenerate chalicelib/generated/ after editing a JSON Schema"
 
 venv: $(VENV)/.installed
 
@@ -41,6 +42,10 @@ package: venv
 	AWS_DEFAULT_REGION=eu-west-1 AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= \
 		$(BIN)/chalice package --stage prod build/package
 	$(BIN)/cfn-lint build/package/sam.json
+
+# The JSON Schemas compiled to plain Python (no validator library in the Lambda); a test checks freshness.
+validators: venv
+	$(BIN)/python scripts/generate_validators.py
 
 bench: venv
 	$(BIN)/python bench/cold_start.py

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+import chalice
 
 from common import ROOT, gateway_env, median
 
@@ -29,10 +34,23 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
     return wall_ms, usage.ru_maxrss / 1024, json.loads(out) if out.strip() else {}
 
 
-def measure(name: str, argv: list[str], runs: int, fresh_home: bool = False) -> dict:
+def lambda_layout() -> Path:
+    """The files `chalice package` ships (app.py, chalicelib/, chalice/app.py and __init__.py),
+    without bytecode: a read-only Lambda file system compiles them on every cold start."""
+    out = Path(tempfile.mkdtemp(prefix="garden-lambda-"))
+    shutil.copy2(ROOT / "app.py", out / "app.py")
+    shutil.copytree(ROOT / "chalicelib", out / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
+    (out / "chalice").mkdir()
+    for name in ("__init__.py", "app.py"):
+        shutil.copy2(Path(chalice.__file__).parent / name, out / "chalice" / name)
+    return out
+
+
+def measure(name: str, argv: list[str], runs: int, fresh_home: bool = False,
+            env: dict[str, str] | None = None) -> dict:
     walls, rss, inner = [], [], []
     for _ in range(runs):
-        wall, peak, detail = run_once(argv, gateway_env() if fresh_home else {})
+        wall, peak, detail = run_once(argv, {**(gateway_env() if fresh_home else {}), **(env or {})})
         walls.append(wall)
         rss.append(peak)
         inner.append(detail)
@@ -51,6 +69,8 @@ def main() -> None:
         measure("bare Chalice app + 1 request", [py, str(HERE / "first_request.py"), "baseline"], runs),
         measure("gateway app.py + 1 chat request", [py, str(HERE / "first_request.py"), "gateway"], runs,
                 fresh_home=True),
+        measure("  same, Lambda layout, no .pyc", [py, str(HERE / "first_request.py"), "gateway"], runs,
+                fresh_home=True, env={"BENCH_APP_DIR": str(lambda_layout()), "PYTHONDONTWRITEBYTECODE": "1"}),
     ]
     base = rows[1]
     print(f"cold start, median of {runs} fresh processes (2-core shared machine)")

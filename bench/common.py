@@ -1,13 +1,16 @@
 """Shared by the benchmarks: paths, the gateway's environment, percentiles, a baseline app."""
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for p in (ROOT, ROOT / "tests"):
+# BENCH_APP_DIR points at a copy of the app laid out as in the Lambda package (see cold_start.py).
+APP_DIR = Path(os.environ.get("BENCH_APP_DIR", ROOT))
+for p in (ROOT / "tests", APP_DIR):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 

@@ -22,6 +22,7 @@ class JsonLinesAuditSink:
     def __init__(self, root: Path) -> None:
         self._root = root
         self._lock = threading.Lock()
+        self._made: set[Path] = set()  # folders known to exist: one mkdir per folder, not per line
 
     def write(self, record: RequestRecord) -> None:
         bu = record.business_unit or "_unidentified"
@@ -29,7 +30,9 @@ class JsonLinesAuditSink:
         path = self._root / bu / yyyy / mm / f"{dd}.jsonl"
         line = json.dumps(record.to_dict(), separators=(",", ":"), sort_keys=True) + "\n"
         with self._lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in self._made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(path.parent)
             # One O_APPEND write per record: lines from concurrent writers never interleave.
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:

@@ -1,6 +1,6 @@
 """The catalog: apps (tenants), models with their routes, and prices, from one JSON config.
 
-Validated by JSON Schema at start-up so that a broken config fails fast, naming the bad field,
+Validated against its JSON Schema (catalog_schema.py) at start-up so that a broken config fails fast, naming the bad field,
 instead of failing one request at a time in production.
 """
 from __future__ import annotations
@@ -12,7 +12,9 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from chalicelib.errors import ConfigError
+from chalicelib.generated.catalog_validator import validate as validate_catalog
 from chalicelib.identity.principals import canonical_principal
+from chalicelib.schema_validation import JsonSchemaValueException, dotted
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +109,13 @@ def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
 
 
 def _validate(raw: Any, source: str) -> None:
-    # Imported here: jsonschema costs ~80 ms, paid once per container when the catalog loads.
-    import jsonschema
-
-    from chalicelib.catalog_schema import CATALOG_SCHEMA
-
-    validator = jsonschema.Draft202012Validator(CATALOG_SCHEMA)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(raw))
-    if error is not None:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        raise ConfigError(f"{source}: {where.lstrip('.') or '(root)'}: {error.message}")
+    try:
+        validate_catalog(raw)
+    except JsonSchemaValueException as error:
+        # Configuration, not customer data: the validator's own message (with values) helps most.
+        where = dotted(error.path) or "(root)"
+        detail = error.message.replace(error.name, "", 1).strip()
+        raise ConfigError(f"{source}: {where}: {detail}") from None
 
 
 def _model(model_id: str, m: dict[str, Any]) -> Model:

@@ -57,7 +57,7 @@ class QuotaKeeper:
     def settle(self, reservation: Reservation, tokens: int, cost_usd: float) -> None:
         self._ledger.settle(
             reservation_id=reservation.id, app_id=reservation.app_id, day=reservation.day,
-            tokens=tokens, cost_usd=cost_usd,
+            tokens=tokens, cost_usd=cost_usd, now=self._clock(),
         )
 
     def release(self, reservation: Reservation) -> None:

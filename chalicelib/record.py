@@ -4,7 +4,7 @@ There is no field for text. Anything added here must be an id, a number, a categ
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -31,4 +31,8 @@ class RequestRecord:
     latency_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose (dataclasses.asdict deep-copies): the values are JSON-ready already.
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in fields(RequestRecord))

@@ -19,7 +19,7 @@ def test_reserve_settle_release(tmp_path: Path) -> None:
     ledger = SqliteLedger(tmp_path / "l.db")
     assert reserve(ledger, "r1", 600)
     assert not reserve(ledger, "r2", 500)  # 600 held + 500 > 1000
-    ledger.settle(reservation_id="r1", app_id="app", day=DAY, tokens=250, cost_usd=0.5)
+    ledger.settle(reservation_id="r1", app_id="app", day=DAY, tokens=250, cost_usd=0.5, now=100.0)
     assert reserve(ledger, "r3", 500)  # 250 used + 500 held <= 1000
     ledger.release("r3")
     usage = ledger.usage("app", DAY, now=100.0)

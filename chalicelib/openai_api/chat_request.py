@@ -6,69 +6,12 @@ rule, never the value: a value may be a customer's words, and error messages rea
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from typing import Any
 
 from chalicelib.chat import ChatRequest, Message
 from chalicelib.errors import InvalidRequest
-
-_NULLABLE_NUMBER = {"type": ["number", "null"]}
-_TEXT_PART = {
-    "type": "object",
-    "required": ["type"],
-    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
-    "if": {"properties": {"type": {"const": "text"}}},
-    "then": {"required": ["text"]},
-}
-_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["model", "messages"],
-    "properties": {
-        "model": {"type": "string", "minLength": 1},
-        "messages": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["role", "content"],
-                "properties": {
-                    "role": {"enum": ["system", "developer", "user", "assistant"]},
-                    "content": {
-                        "anyOf": [
-                            {"type": "string"},
-                            {"type": "array", "minItems": 1, "items": _TEXT_PART},
-                        ]
-                    },
-                    "name": {"type": "string"},
-                },
-            },
-        },
-        "max_tokens": {"type": ["integer", "null"], "minimum": 1},
-        "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
-        "temperature": {**_NULLABLE_NUMBER, "minimum": 0, "maximum": 2},
-        "top_p": {**_NULLABLE_NUMBER, "minimum": 0, "maximum": 1},
-        "n": {"type": ["integer", "null"]},
-        "stop": {
-            "anyOf": [
-                {"type": ["string", "null"]},
-                {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}},
-            ]
-        },
-        "stream": {"type": ["boolean", "null"]},
-        "stream_options": {
-            "type": ["object", "null"],
-            "properties": {"include_usage": {"type": "boolean"}},
-        },
-        "user": {"type": "string", "maxLength": 256},
-        "metadata": {
-            "type": ["object", "null"],
-            "maxProperties": 16,
-            "propertyNames": {"maxLength": 64},
-            "additionalProperties": {"type": "string", "maxLength": 512},
-        },
-        "tools": {"type": ["array", "null"], "maxItems": 0},
-    },
-}
+from chalicelib.generated.chat_request_validator import validate as validate_chat_request
+from chalicelib.schema_validation import JsonSchemaValueException, dotted
 
 # What to say for each JSON Schema rule; none of them quotes the offending value.
 _RULES = {
@@ -84,15 +27,7 @@ _RULES = {
     "maxLength": "is too long",
     "maxProperties": "has too many keys",
     "propertyNames": "has a key that is too long",
-    "anyOf": "has the wrong type or shape",
 }
-
-
-@lru_cache(maxsize=1)
-def _validator() -> Any:
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(_SCHEMA)
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:
@@ -129,27 +64,19 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 def _check_schema(raw: dict[str, Any]) -> None:
-    import jsonschema
-
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(raw))
-    if error is None:
-        return
-    path = list(error.absolute_path)
-    if error.validator == "required":
-        # The missing property is the one named in the schema's list that is absent.
-        missing = next(p for p in error.validator_value if p not in error.instance)
-        path.append(missing)
-    if error.validator == "maxItems" and path == ["tools"]:
-        raise InvalidRequest("tools: tool calling is not supported yet", param="tools",
-                             code="unsupported_parameter")
-    param = _param(path)
-    rule = _RULES.get(str(error.validator), "is invalid")
-    raise InvalidRequest(f"{param}: {rule}", param=param, code="invalid_value")
-
-
-def _param(path: list[Any]) -> str:
-    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-    return text.lstrip(".") or "(body)"
+    try:
+        validate_chat_request(raw)
+    except JsonSchemaValueException as error:
+        path = error.path
+        if error.rule == "required":
+            # Name the first required property that is missing, not the object that lacks it.
+            path = path + [next(p for p in error.rule_definition if p not in error.value)]
+        if path == ["tools"]:
+            raise InvalidRequest("tools: tool calling is not supported yet", param="tools",
+                                 code="unsupported_parameter") from None
+        param = dotted(path) or "(body)"
+        rule = _RULES.get(error.rule or "", "is invalid")
+        raise InvalidRequest(f"{param}: {rule}", param=param, code="invalid_value") from None
 
 
 def _message(m: dict[str, Any]) -> Message:

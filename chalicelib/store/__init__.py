@@ -27,7 +27,9 @@ class Ledger(Protocol):
         """Hold `tokens` if used + active reservations + tokens <= limit; False when it would not fit."""
         ...
 
-    def settle(self, *, reservation_id: str, app_id: str, day: str, tokens: int, cost_usd: float) -> None:
+    def settle(
+        self, *, reservation_id: str, app_id: str, day: str, tokens: int, cost_usd: float, now: float
+    ) -> None:
         """Replace the reservation with the tokens actually used, in one atomic step."""
         ...
 

@@ -1,7 +1,7 @@
 """Local adapter of the store port: one SQLite file under `$GARDEN_HOME`.
 
 WAL mode with synchronous=NORMAL: commits do not fsync, which suits a developer's machine; the
-`BEGIN IMMEDIATE` write lock makes check-and-reserve atomic across threads and processes.
+write lock makes check-and-reserve atomic across threads and processes.
 Stores only ids, numbers and dates: never request text.
 """
 from __future__ import annotations
@@ -26,6 +26,14 @@ CREATE TABLE IF NOT EXISTS reservations (
 CREATE INDEX IF NOT EXISTS reservations_by_app ON reservations (app_id, day, expires_at);
 """
 
+_RESERVE = """
+INSERT INTO reservations (id, app_id, day, tokens, expires_at)
+SELECT ?, ?, ?, ?, ?
+WHERE (SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE app_id = ? AND day = ?)
+    + (SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE app_id = ? AND day = ? AND expires_at > ?)
+    + ? <= ?
+"""
+
 
 class SqliteLedger:
     def __init__(self, path: Path) -> None:
@@ -41,34 +49,25 @@ class SqliteLedger:
         self, *, reservation_id: str, app_id: str, day: str, tokens: int, limit: int,
         now: float, expires_at: float,
     ) -> bool:
+        # One statement is one implicit transaction under SQLite's write lock: the check and the
+        # insert cannot be split by another writer, in this process or another.
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(
-                    "DELETE FROM reservations WHERE app_id = ? AND expires_at <= ?", (app_id, now)
-                )
-                used = self._used(app_id, day)
-                held = self._held(app_id, day, now)
-                if used + held + tokens > limit:
-                    db.execute("COMMIT")
-                    return False
-                db.execute(
-                    "INSERT INTO reservations (id, app_id, day, tokens, expires_at) VALUES (?, ?, ?, ?, ?)",
-                    (reservation_id, app_id, day, tokens, expires_at),
-                )
-                db.execute("COMMIT")
-                return True
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            cursor = self._db.execute(_RESERVE, (
+                reservation_id, app_id, day, tokens, expires_at,
+                app_id, day, app_id, day, now, tokens, limit,
+            ))
+        return cursor.rowcount == 1
 
-    def settle(self, *, reservation_id: str, app_id: str, day: str, tokens: int, cost_usd: float) -> None:
+    def settle(
+        self, *, reservation_id: str, app_id: str, day: str, tokens: int, cost_usd: float, now: float
+    ) -> None:
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+                # Expired holds of dead requests are swept here, off the reserve path.
+                db.execute("DELETE FROM reservations WHERE id = ? OR expires_at <= ?",
+                           (reservation_id, now))
                 db.execute(
                     "INSERT INTO usage (app_id, day, tokens, requests, cost_usd) VALUES (?, ?, ?, 1, ?) "
                     "ON CONFLICT (app_id, day) DO UPDATE SET tokens = tokens + excluded.tokens, "
@@ -95,12 +94,6 @@ class SqliteLedger:
 
     def close(self) -> None:
         self._db.close()
-
-    def _used(self, app_id: str, day: str) -> int:
-        row = self._db.execute(
-            "SELECT tokens FROM usage WHERE app_id = ? AND day = ?", (app_id, day)
-        ).fetchone()
-        return row[0] if row else 0
 
     def _held(self, app_id: str, day: str, now: float) -> int:
         row = self._db.execute(

@@ -1,0 +1,1 @@
+"""Code generated from the JSON Schemas; see scripts/generate_validators.py."""

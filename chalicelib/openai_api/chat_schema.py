@@ -1,0 +1,58 @@
+"""JSON Schema of the chat completions request fields the gateway reads; others are ignored.
+
+The validator in `chalicelib/generated/` is compiled from this schema by
+`scripts/generate_validators.py` (`make validators`); a test fails if they drift apart.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+_TEXT_PART = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+    "if": {"properties": {"type": {"const": "text"}}},
+    "then": {"required": ["text"]},
+}
+CHAT_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {
+                    "role": {"enum": ["system", "developer", "user", "assistant"]},
+                    # Array keywords apply only to arrays: a string passes them untouched.
+                    "content": {"type": ["string", "array"], "minItems": 1, "items": _TEXT_PART},
+                    "name": {"type": "string"},
+                },
+            },
+        },
+        "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+        "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
+        "temperature": {**_NULLABLE_NUMBER, "minimum": 0, "maximum": 2},
+        "top_p": {**_NULLABLE_NUMBER, "minimum": 0, "maximum": 1},
+        "n": {"type": ["integer", "null"]},
+        "stop": {"type": ["string", "array", "null"], "maxItems": 4,
+                 "items": {"type": "string", "minLength": 1}},
+        "stream": {"type": ["boolean", "null"]},
+        "stream_options": {
+            "type": ["object", "null"],
+            "properties": {"include_usage": {"type": "boolean"}},
+        },
+        "user": {"type": "string", "maxLength": 256},
+        "metadata": {
+            "type": ["object", "null"],
+            "maxProperties": 16,
+            "propertyNames": {"maxLength": 64},
+            "additionalProperties": {"type": "string", "maxLength": 512},
+        },
+        "tools": {"type": ["array", "null"], "maxItems": 0},
+    },
+}
