@@ -8,6 +8,8 @@ PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PYTHON312 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 VENV := .venv
 BIN := $(VENV)/bin
+# checkov pins its own boto3 and openai, which clash with ours: it lives in a venv of its own.
+CHECKOV_VENV := .venv-checkov
 PORT ?= 8000
 HOST ?= 127.0.0.1
 export GARDEN_HOME ?= $(CURDIR)/.garden
@@ -29,13 +31,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON312) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
+	touch $@
+
 run: venv
 	$(BIN)/python -m chalicelib.devsetup
 	$(BIN)/chalice local --stage local --host $(HOST) --port $(PORT) --no-autoreload
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
-test: venv
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+test: venv $(CHECKOV_VENV)/.installed
+	GARDEN_CHECKOV_PYTHON=$(CURDIR)/$(CHECKOV_VENV)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 package: venv
 	rm -rf build/package
@@ -52,4 +59,4 @@ bench: venv
 	$(BIN)/python bench/per_request.py
 
 clean:
-	rm -rf $(VENV) build .garden
+	rm -rf $(VENV) $(CHECKOV_VENV) build .garden
