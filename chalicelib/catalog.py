@@ -19,9 +19,11 @@ from chalicelib.schema_validation import JsonSchemaValueException, dotted
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    provider: str
-    model_id: str
+    provider: str  # local-echo | bedrock
+    model_id: str  # Bedrock: foundation model id, inference profile id/ARN or provisioned ARN
     name: str
+    region: str | None = None  # Bedrock: the region to call; None means the gateway's own
+    prompt_caching: bool = False  # Bedrock: put cachePoint blocks after system and tools
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class App:
     pii: PiiPolicy
     guardrail: GuardrailPolicy
     tokens_per_day: int
+    external_id: str | None = None  # for AssumeRole into the operations account
+    geography: str | None = None  # "eu", "us", "apac"...: never routed to another geography
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,13 @@ def _validate(raw: Any, source: str) -> None:
 
 def _model(model_id: str, m: dict[str, Any]) -> Model:
     deployments = tuple(
-        Deployment(d["provider"], d["model_id"], d.get("name", f"{d['provider']}/{d['model_id']}"))
+        Deployment(
+            provider=d["provider"],
+            model_id=d["model_id"],
+            name=d.get("name", f"{d['provider']}/{d['model_id']}"),
+            region=d.get("region"),
+            prompt_caching=d.get("prompt_caching", False),
+        )
         for d in m["deployments"]
     )
     return Model(
@@ -152,4 +162,6 @@ def _app(a: dict[str, Any]) -> App:
             fail_open=guard.get("on_unavailable") == "fail_open",
         ),
         tokens_per_day=a["quotas"]["tokens_per_day"],
+        external_id=a.get("external_id"),
+        geography=a.get("geography"),
     )

@@ -56,9 +56,11 @@ CATALOG_SCHEMA: dict[str, Any] = {
                         "required": ["provider", "model_id"],
                         "additionalProperties": False,
                         "properties": {
-                            "provider": {"enum": ["local-echo"]},
+                            "provider": {"enum": ["local-echo", "bedrock"]},
                             "model_id": {"type": "string", "minLength": 1},
                             "name": {"type": "string", "minLength": 1},
+                            "region": {"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-\\d$"},
+                            "prompt_caching": {"type": "boolean"},
                         },
                     },
                 },
@@ -77,6 +79,8 @@ CATALOG_SCHEMA: dict[str, Any] = {
                     "items": {"type": "string", "pattern": r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:.+"},
                 },
                 "allowed_models": {"type": "array", "items": {"type": "string"}},
+                "external_id": {"type": "string", "pattern": "^[\\w+=,.@:/-]{2,1224}$"},
+                "geography": {"enum": ["us", "eu", "apac", "ca", "jp", "au", "us-gov"]},
                 "pii": {
                     "type": "object",
                     "additionalProperties": False,

@@ -2,13 +2,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI carries it
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str | None
+    parameters: Mapping[str, Any]  # the function's JSON Schema
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    role: str  # system | user | assistant ("developer" is read as system)
+    role: str  # system | user | assistant | tool ("developer" is read as system)
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant messages that called tools
+    tool_call_id: str | None = None  # tool messages: the call this result answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +39,9 @@ class ChatRequest:
     include_usage: bool = False
     user: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    tools: tuple[Tool, ...] = ()
+    # "auto" | "none" | "required" | the name of the one function the model must call
+    tool_choice: str | None = None
 
     def with_messages(self, messages: tuple[Message, ...]) -> "ChatRequest":
         return replace(self, messages=messages)
@@ -32,6 +51,8 @@ class ChatRequest:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int = 0  # prompt tokens served from the provider's prompt cache
+    cache_write_tokens: int = 0  # prompt tokens written to it
 
     @property
     def total_tokens(self) -> int:
@@ -43,5 +64,6 @@ class Completion:
     """A provider's answer, normalised."""
 
     content: str
-    finish_reason: str  # stop | length | content_filter
+    finish_reason: str  # stop | length | tool_calls | content_filter
     usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()

@@ -11,6 +11,8 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     default_code: str | None = None
+    # True where the next deployment of a route may succeed (throttled, unavailable, timed out).
+    fallback: bool = False
 
     def __init__(
         self,
@@ -63,6 +65,15 @@ class QuotaExceeded(GatewayError):
     default_code = "quota_exceeded"
 
 
+class UpstreamThrottled(GatewayError):
+    """The provider throttled us or is not ready (429); another deployment may have capacity."""
+
+    status = 429
+    type = "rate_limit_error"
+    default_code = "upstream_throttled"
+    fallback = True
+
+
 class UpstreamError(GatewayError):
     """The provider answered with a fault (502)."""
 
@@ -77,12 +88,14 @@ class ServiceUnavailable(GatewayError):
     status = 503
     type = "api_error"
     default_code = "service_unavailable"
+    fallback = True
 
 
 class DeadlineExceeded(GatewayError):
     status = 504
     type = "api_error"
     default_code = "timeout"
+    fallback = True
 
 
 class InternalError(GatewayError):

@@ -6,9 +6,9 @@ pipeline with `build_pipeline(settings, **overrides)` and install it with `use(.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Mapping
 
-from chalicelib.catalog import load_catalog
+from chalicelib.catalog import Catalog, load_catalog
 from chalicelib.pipeline import Pipeline
 from chalicelib.settings import Settings
 
@@ -34,19 +34,23 @@ def use(new: Pipeline | None) -> None:
 
 
 def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
-    """Every adapter is chosen from `settings`; any of them can be overridden by keyword."""
+    """Every adapter is chosen from `settings`; any of them can be overridden by keyword
+    (`catalog`, `identity`, `quota`, `pii`, `guardrail`, `providers`, `router`, `audit`,
+    `telemetry`, and the pipeline's own `clock` / `monotonic`)."""
+    catalog = overrides.pop("catalog", None) or load_catalog(settings.catalog_path)
     parts: dict[str, Any] = {
-        "catalog": lambda: load_catalog(settings.catalog_path),
         "identity": lambda: _identity(settings),
         "quota": lambda: _quota(settings),
         "pii": _pii,
         "guardrail": _guardrail,
-        "providers": _providers,
+        "router": lambda: _router(settings, catalog, overrides.pop("providers", None)),
         "audit": lambda: _audit(settings),
         "telemetry": _telemetry,
     }
     built = {name: overrides.pop(name) if name in overrides else make() for name, make in parts.items()}
+    overrides.pop("providers", None)
     return Pipeline(
+        catalog=catalog,
         **built,
         max_body_bytes=settings.max_body_bytes,
         request_timeout_s=settings.request_timeout_s,
@@ -86,10 +90,45 @@ def _guardrail() -> Any:
     return LocalGuardrail()
 
 
-def _providers() -> Any:
-    from chalicelib.providers.local_echo import LocalEchoProvider
+def _router(settings: Settings, catalog: Catalog, providers: Mapping[str, Any] | None) -> Any:
+    from chalicelib.router import CircuitBreaker, Router
 
-    return {"local-echo": LocalEchoProvider()}
+    breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
+    return Router(providers or _providers(settings, catalog), breaker, settings.bedrock_region)
+
+
+def _providers(settings: Settings, catalog: Catalog) -> dict[str, Any]:
+    # Only the providers the catalog routes to: a local-only catalog never imports boto3.
+    used = {d.provider for m in catalog.models.values() for d in m.deployments}
+    providers: dict[str, Any] = {}
+    if "local-echo" in used:
+        from chalicelib.providers.local_echo import LocalEchoProvider
+
+        providers["local-echo"] = LocalEchoProvider()
+    if "bedrock" in used:
+        providers["bedrock"] = _bedrock(settings)
+    return providers
+
+
+def _bedrock(settings: Settings) -> Any:
+    from chalicelib.providers.bedrock.provider import BedrockProvider, bedrock_client_factory
+
+    credentials = None
+    if settings.ops_role_arn:
+        from chalicelib.aws.sts_credentials import AssumedRoleCredentials
+
+        credentials = AssumedRoleCredentials(_sts_client(settings), settings.ops_role_arn)
+    factory = bedrock_client_factory(settings.bedrock_region, credentials, settings.bedrock_max_attempts)
+    return BedrockProvider(client_for=factory)
+
+
+def _sts_client(settings: Settings) -> Any:
+    def make() -> Any:
+        import boto3  # here, not at import: ~200 ms that only a Bedrock route needs
+
+        return boto3.client("sts", region_name=settings.bedrock_region)
+
+    return make
 
 
 def _audit(settings: Settings) -> Any:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from chalicelib.catalog import App, Catalog, Model
-from chalicelib.chat import ChatRequest, Completion, Message
+from chalicelib.chat import ChatRequest, Completion, Message, ToolCall
 from chalicelib.cost import cost_usd
 from chalicelib.errors import (GatewayError, InternalError, InvalidRequest, NotFound,
                                PayloadTooLarge, PermissionDenied)
@@ -25,12 +25,12 @@ from chalicelib.openai_api import responses
 from chalicelib.openai_api.chat_request import parse_chat_request
 from chalicelib.pii import PiiDetector
 from chalicelib.pii.policy import PiiOutcome, apply_policy
-from chalicelib.providers import Provider, ProviderCall
 from chalicelib.quota import QuotaKeeper
 from chalicelib.record import RequestRecord
+from chalicelib.router import Router
 from chalicelib.audit import AuditSink
 from chalicelib.telemetry import Telemetry
-from chalicelib.tokens import prompt_tokens
+from chalicelib.tokens import request_tokens
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
@@ -53,7 +53,7 @@ class Pipeline:
         quota: QuotaKeeper,
         pii: PiiDetector,
         guardrail: Guardrail,
-        providers: Mapping[str, Provider],
+        router: Router,
         audit: AuditSink,
         telemetry: Telemetry,
         max_body_bytes: int,
@@ -66,7 +66,7 @@ class Pipeline:
         self._quota = quota
         self._pii = pii
         self._guardrail = guardrail
-        self._providers = providers
+        self._router = router
         self._audit = audit
         self._telemetry = telemetry
         self._max_body_bytes = max_body_bytes
@@ -102,13 +102,13 @@ class Pipeline:
         model = self._route(app, chat.model, record)
         max_tokens = min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens)
         reservation = self._quota.reserve(
-            app, prompt_tokens(chat.messages) + max_tokens, reservation_id=request.request_id
+            app, request_tokens(chat) + max_tokens, reservation_id=request.request_id
         )
         record.reserved_tokens = reservation.tokens
         try:
             chat = self._redact_input(app, chat, record)
             self._guard_input(app, chat, record)
-            completion = self._call_provider(model, chat, max_tokens, record)
+            completion = self._call_provider(app, model, chat, max_tokens, record)
             completion = self._guard_output(app, completion, record)
             completion = self._redact_output(app, completion, record)
         except BaseException:
@@ -148,7 +148,9 @@ class Pipeline:
         for message in chat.messages:
             text, found = self._redact(app, message.content, "input")
             outcome.merge(found)
-            messages.append(Message(message.role, text))
+            calls, found = self._redact_calls(app, message.tool_calls, "input")
+            outcome.merge(found)
+            messages.append(Message(message.role, text, calls, message.tool_call_id))
         self._note_pii(record, outcome)
         if outcome.blocked:
             raise InvalidRequest(
@@ -158,7 +160,8 @@ class Pipeline:
         return chat.with_messages(tuple(messages))
 
     def _guard_input(self, app: App, chat: ChatRequest, record: RequestRecord) -> None:
-        verdict = self._guardrail.check([m.content for m in chat.messages], "INPUT", app.guardrail)
+        texts = [m.content for m in chat.messages] + [c.arguments for m in chat.messages for c in m.tool_calls]
+        verdict = self._guardrail.check(texts, "INPUT", app.guardrail)
         if verdict.intervened:
             record.guardrail += [f"INPUT:{c}" for c in verdict.categories]
             raise InvalidRequest(
@@ -166,33 +169,36 @@ class Pipeline:
             )
 
     def _call_provider(
-        self, model: Model, chat: ChatRequest, max_tokens: int, record: RequestRecord
+        self, app: App, model: Model, chat: ChatRequest, max_tokens: int, record: RequestRecord
     ) -> Completion:
-        deployment = model.deployments[0]
-        record.deployment = deployment.name
-        call = ProviderCall(deployment, chat, max_tokens, deadline=self._monotonic() + self._timeout_s)
-        return self._providers[deployment.provider].complete(call)
+        deadline = self._monotonic() + self._timeout_s
+        routed = self._router.complete(app, model, chat, max_tokens, deadline)
+        record.deployment, record.attempts = routed.deployment.name, routed.attempts
+        return routed.completion
 
     def _guard_output(self, app: App, completion: Completion, record: RequestRecord) -> Completion:
-        verdict = self._guardrail.check([completion.content], "OUTPUT", app.guardrail)
+        texts = [completion.content] + [c.arguments for c in completion.tool_calls]
+        verdict = self._guardrail.check(texts, "OUTPUT", app.guardrail)
         if not verdict.intervened:
             return completion
         record.guardrail += [f"OUTPUT:{c}" for c in verdict.categories]
-        return replace(completion, content="", finish_reason="content_filter")
+        return replace(completion, content="", tool_calls=(), finish_reason="content_filter")
 
     def _redact_output(self, app: App, completion: Completion, record: RequestRecord) -> Completion:
         text, outcome = self._redact(app, completion.content, "output")
+        calls, found = self._redact_calls(app, completion.tool_calls, "output")
+        outcome.merge(found)
         self._note_pii(record, outcome)
         if outcome.blocked:
-            return replace(completion, content="", finish_reason="content_filter")
-        return replace(completion, content=text)
+            return replace(completion, content="", tool_calls=(), finish_reason="content_filter")
+        return replace(completion, content=text, tool_calls=calls)
 
     def _chat_response(
         self, request: IncomingRequest, chat: ChatRequest, completion: Completion, record: RequestRecord
     ) -> GatewayResponse:
         completion_id = "chatcmpl-" + request.request_id.replace("-", "")
         created = int(self._clock())
-        headers = {"x-garden-deployment": record.deployment or "", "x-garden-attempts": "1"}
+        headers = {"x-garden-deployment": record.deployment or "", "x-garden-attempts": str(record.attempts)}
         if chat.stream:
             body = responses.stream_body(completion_id, created, chat.model, completion, chat.include_usage)
             return GatewayResponse(200, body, headers, EVENT_STREAM)
@@ -204,6 +210,19 @@ class Pipeline:
         if not text:
             return text, PiiOutcome()
         return apply_policy(text, self._pii.detect(text), app.pii, direction)
+
+    def _redact_calls(
+        self, app: App, calls: tuple[ToolCall, ...], direction: str
+    ) -> tuple[tuple[ToolCall, ...], PiiOutcome]:
+        """Tool arguments are JSON text: values are redacted in place, the JSON stays JSON, since
+        detectors never match quotes or backslashes."""
+        outcome = PiiOutcome()
+        redacted = []
+        for call in calls:
+            arguments, found = self._redact(app, call.arguments, direction)
+            outcome.merge(found)
+            redacted.append(replace(call, arguments=arguments))
+        return tuple(redacted), outcome
 
     @staticmethod
     def _note_pii(record: RequestRecord, outcome: PiiOutcome) -> None:

@@ -20,6 +20,7 @@ class RequestRecord:
     principal: str | None = None
     model: str | None = None
     deployment: str | None = None
+    attempts: int = 0  # deployments called
     stream: bool = False
     finish_reason: str | None = None
     reserved_tokens: int = 0

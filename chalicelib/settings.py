@@ -38,6 +38,11 @@ class Settings:
     signing_region: str  # the region SigV4 credential scopes must name (local identity)
     max_body_bytes: int
     request_timeout_s: float
+    bedrock_region: str  # where Bedrock is called when a deployment names no region
+    ops_role_arn: str | None  # the operations account's Bedrock role; None: the caller's own credentials
+    bedrock_max_attempts: int  # botocore attempts per deployment, first call included
+    breaker_threshold: int  # consecutive failures that open a deployment's circuit
+    breaker_cooldown_s: float  # how long it stays open before one probe
 
     @property
     def local_credentials_path(self) -> Path:
@@ -63,6 +68,11 @@ class Settings:
             signing_region=env.get("GARDEN_SIGNING_REGION", env.get("AWS_REGION", "us-east-1")),
             max_body_bytes=_positive_int(env, "GARDEN_MAX_BODY_BYTES", 1_048_576),
             request_timeout_s=float(_positive_int(env, "GARDEN_REQUEST_TIMEOUT_S", 25)),
+            bedrock_region=env.get("GARDEN_BEDROCK_REGION", env.get("AWS_REGION", "us-east-1")),
+            ops_role_arn=env.get("GARDEN_OPS_ROLE_ARN") or None,
+            bedrock_max_attempts=_positive_int(env, "GARDEN_BEDROCK_MAX_ATTEMPTS", 2),
+            breaker_threshold=_positive_int(env, "GARDEN_BREAKER_THRESHOLD", 5),
+            breaker_cooldown_s=float(_positive_int(env, "GARDEN_BREAKER_COOLDOWN_S", 30)),
         )
 
 

@@ -4,7 +4,7 @@ VERSION = '2.22.3'
 from decimal import Decimal
 import re
 from chalicelib.schema_validation import JsonSchemaValueException, JsonSchemaValuesException
-REGEX_PATTERNS = {'^[a-z0-9][a-z0-9._:-]{0,63}$': re.compile('^[a-z0-9][a-z0-9._:-]{0,63}\\Z'), '^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+': re.compile('^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+'), '^(default|[A-Z][A-Z0-9_]*)$': re.compile('^(default|[A-Z][A-Z0-9_]*)\\Z')}
+REGEX_PATTERNS = {'^[a-z0-9][a-z0-9._:-]{0,63}$': re.compile('^[a-z0-9][a-z0-9._:-]{0,63}\\Z'), '^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+': re.compile('^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+'), '^[\\w+=,.@:/-]{2,1224}$': re.compile('^[\\w+=,.@:/-]{2,1224}\\Z'), '^(default|[A-Z][A-Z0-9_]*)$': re.compile('^(default|[A-Z][A-Z0-9_]*)\\Z'), '^[a-z]{2}(-[a-z]+)+-\\d$': re.compile('^[a-z]{2}(-[a-z]+)+-\\d\\Z')}
 NoneType = type(None)
 
 def validate(data, custom_formats={}, name_prefix=None):
@@ -117,6 +117,19 @@ def validate____defs_app(data, custom_formats={}, name_prefix=None):
                 for data__allowedmodels_x, data__allowedmodels_item in enumerate(data__allowedmodels):
                     if not isinstance(data__allowedmodels_item, str):
                         raise JsonSchemaValueException('' + (name_prefix or 'data') + '.allowed_models[{data__allowedmodels_x}]'.format(**locals()) + ' must be string', value=data__allowedmodels_item, name='' + (name_prefix or 'data') + '.allowed_models[{data__allowedmodels_x}]'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+        if 'external_id' in data_keys:
+            data_keys.remove('external_id')
+            data__externalid = data['external_id']
+            if not isinstance(data__externalid, str):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.external_id must be string', value=data__externalid, name='' + (name_prefix or 'data') + '.external_id', definition={'type': 'string'}, rule='type')
+            if isinstance(data__externalid, str):
+                if not REGEX_PATTERNS['^[\\w+=,.@:/-]{2,1224}$'].search(data__externalid):
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.external_id must match pattern ^[\\w+=,.@:/-]{2,1224}$', value=data__externalid, name='' + (name_prefix or 'data') + '.external_id', definition={'pattern': '^[\\w+=,.@:/-]{2,1224}$'}, rule='pattern')
+        if 'geography' in data_keys:
+            data_keys.remove('geography')
+            data__geography = data['geography']
+            if not (isinstance(data__geography, str) and data__geography == 'us' or (isinstance(data__geography, str) and data__geography == 'eu') or (isinstance(data__geography, str) and data__geography == 'apac') or (isinstance(data__geography, str) and data__geography == 'ca') or (isinstance(data__geography, str) and data__geography == 'jp') or (isinstance(data__geography, str) and data__geography == 'au') or (isinstance(data__geography, str) and data__geography == 'us-gov')):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".geography must be one of ['us', 'eu', 'apac', 'ca', 'jp', 'au', 'us-gov']", value=data__geography, name='' + (name_prefix or 'data') + '.geography', definition={'enum': ['us', 'eu', 'apac', 'ca', 'jp', 'au', 'us-gov']}, rule='enum')
         if 'pii' in data_keys:
             data_keys.remove('pii')
             data__pii = data['pii']
@@ -336,8 +349,8 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
                         if 'provider' in data__deployments_item_keys:
                             data__deployments_item_keys.remove('provider')
                             data__deployments_item__provider = data__deployments_item['provider']
-                            if not (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'local-echo'):
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].provider'.format(**locals()) + " must be one of ['local-echo']", value=data__deployments_item__provider, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].provider'.format(**locals()) + '', definition={'enum': ['local-echo']}, rule='enum')
+                            if not (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'local-echo' or (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'bedrock')):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].provider'.format(**locals()) + " must be one of ['local-echo', 'bedrock']", value=data__deployments_item__provider, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].provider'.format(**locals()) + '', definition={'enum': ['local-echo', 'bedrock']}, rule='enum')
                         if 'model_id' in data__deployments_item_keys:
                             data__deployments_item_keys.remove('model_id')
                             data__deployments_item__modelid = data__deployments_item['model_id']
@@ -356,6 +369,19 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
                                 data__deployments_item__name_len = len(data__deployments_item__name)
                                 if data__deployments_item__name_len < 1:
                                     raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].name'.format(**locals()) + ' must be longer than or equal to 1 characters', value=data__deployments_item__name, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].name'.format(**locals()) + '', definition={'minLength': 1}, rule='minLength')
+                        if 'region' in data__deployments_item_keys:
+                            data__deployments_item_keys.remove('region')
+                            data__deployments_item__region = data__deployments_item['region']
+                            if not isinstance(data__deployments_item__region, str):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].region'.format(**locals()) + ' must be string', value=data__deployments_item__region, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].region'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                            if isinstance(data__deployments_item__region, str):
+                                if not REGEX_PATTERNS['^[a-z]{2}(-[a-z]+)+-\\d$'].search(data__deployments_item__region):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].region'.format(**locals()) + ' must match pattern ^[a-z]{2}(-[a-z]+)+-\\d$', value=data__deployments_item__region, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].region'.format(**locals()) + '', definition={'pattern': '^[a-z]{2}(-[a-z]+)+-\\d$'}, rule='pattern')
+                        if 'prompt_caching' in data__deployments_item_keys:
+                            data__deployments_item_keys.remove('prompt_caching')
+                            data__deployments_item__promptcaching = data__deployments_item['prompt_caching']
+                            if not isinstance(data__deployments_item__promptcaching, bool):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].prompt_caching'.format(**locals()) + ' must be boolean', value=data__deployments_item__promptcaching, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].prompt_caching'.format(**locals()) + '', definition={'type': 'boolean'}, rule='type')
                         if data__deployments_item_keys:
                             raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}]'.format(**locals()) + ' must not contain ' + str(data__deployments_item_keys) + ' properties', value=data__deployments_item, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}]'.format(**locals()) + '', definition={'additionalProperties': False}, rule='additionalProperties')
         if data_keys:

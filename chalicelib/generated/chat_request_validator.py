@@ -2,7 +2,9 @@
 # flake8: noqa
 VERSION = '2.22.3'
 from decimal import Decimal
+import re
 from chalicelib.schema_validation import JsonSchemaValueException, JsonSchemaValuesException
+REGEX_PATTERNS = {'^[a-zA-Z0-9_-]{1,64}$': re.compile('^[a-zA-Z0-9_-]{1,64}\\Z')}
 NoneType = type(None)
 
 def validate(data, custom_formats={}, name_prefix=None):
@@ -36,22 +38,63 @@ def validate(data, custom_formats={}, name_prefix=None):
                 for data__messages_x, data__messages_item in enumerate(data__messages):
                     if not isinstance(data__messages_item, dict):
                         raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must be object', value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
+                    try:
+                        data__messages_item_is_dict = isinstance(data__messages_item, dict)
+                        if data__messages_item_is_dict:
+                            data__messages_item__missing_keys = set(['tool_calls']) - data__messages_item.keys()
+                            if data__messages_item__missing_keys:
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__missing_keys)) + ' properties'), value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'required': ['tool_calls']}, rule='required')
+                            data__messages_item_keys = set(data__messages_item.keys())
+                            if 'role' in data__messages_item_keys:
+                                data__messages_item_keys.remove('role')
+                                data__messages_item__role = data__messages_item['role']
+                                if not (isinstance(data__messages_item__role, str) and data__messages_item__role == 'assistant'):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + ' must be same as const definition: assistant', value=data__messages_item__role, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + '', definition={'const': 'assistant'}, rule='const')
+                    except (JsonSchemaValueException, JsonSchemaValuesException):
+                        data__messages_item_is_dict = isinstance(data__messages_item, dict)
+                        if data__messages_item_is_dict:
+                            data__messages_item__missing_keys = set(['content']) - data__messages_item.keys()
+                            if data__messages_item__missing_keys:
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__missing_keys)) + ' properties'), value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'required': ['content']}, rule='required')
+                            data__messages_item_keys = set(data__messages_item.keys())
+                            if 'content' in data__messages_item_keys:
+                                data__messages_item_keys.remove('content')
+                                data__messages_item__content = data__messages_item['content']
+                                if not isinstance(data__messages_item__content, (str, list, tuple)):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].content'.format(**locals()) + ' must be string or array', value=data__messages_item__content, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].content'.format(**locals()) + '', definition={'type': ['string', 'array']}, rule='type')
+                    try:
+                        data__messages_item_is_dict = isinstance(data__messages_item, dict)
+                        if data__messages_item_is_dict:
+                            data__messages_item_keys = set(data__messages_item.keys())
+                            if 'role' in data__messages_item_keys:
+                                data__messages_item_keys.remove('role')
+                                data__messages_item__role = data__messages_item['role']
+                                if not (isinstance(data__messages_item__role, str) and data__messages_item__role == 'tool'):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + ' must be same as const definition: tool', value=data__messages_item__role, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + '', definition={'const': 'tool'}, rule='const')
+                    except (JsonSchemaValueException, JsonSchemaValuesException):
+                        pass
+                    else:
+                        data__messages_item_is_dict = isinstance(data__messages_item, dict)
+                        if data__messages_item_is_dict:
+                            data__messages_item__missing_keys = set(['tool_call_id']) - data__messages_item.keys()
+                            if data__messages_item__missing_keys:
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__missing_keys)) + ' properties'), value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'required': ['tool_call_id']}, rule='required')
                     data__messages_item_is_dict = isinstance(data__messages_item, dict)
                     if data__messages_item_is_dict:
-                        data__messages_item__missing_keys = set(['role', 'content']) - data__messages_item.keys()
+                        data__messages_item__missing_keys = set(['role']) - data__messages_item.keys()
                         if data__messages_item__missing_keys:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__missing_keys)) + ' properties'), value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'required': ['role', 'content']}, rule='required')
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__missing_keys)) + ' properties'), value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'required': ['role']}, rule='required')
                         data__messages_item_keys = set(data__messages_item.keys())
                         if 'role' in data__messages_item_keys:
                             data__messages_item_keys.remove('role')
                             data__messages_item__role = data__messages_item['role']
-                            if not (isinstance(data__messages_item__role, str) and data__messages_item__role == 'system' or (isinstance(data__messages_item__role, str) and data__messages_item__role == 'developer') or (isinstance(data__messages_item__role, str) and data__messages_item__role == 'user') or (isinstance(data__messages_item__role, str) and data__messages_item__role == 'assistant')):
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + " must be one of ['system', 'developer', 'user', 'assistant']", value=data__messages_item__role, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + '', definition={'enum': ['system', 'developer', 'user', 'assistant']}, rule='enum')
+                            if not (isinstance(data__messages_item__role, str) and data__messages_item__role == 'system' or (isinstance(data__messages_item__role, str) and data__messages_item__role == 'developer') or (isinstance(data__messages_item__role, str) and data__messages_item__role == 'user') or (isinstance(data__messages_item__role, str) and data__messages_item__role == 'assistant') or (isinstance(data__messages_item__role, str) and data__messages_item__role == 'tool')):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + " must be one of ['system', 'developer', 'user', 'assistant', 'tool']", value=data__messages_item__role, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + '', definition={'enum': ['system', 'developer', 'user', 'assistant', 'tool']}, rule='enum')
                         if 'content' in data__messages_item_keys:
                             data__messages_item_keys.remove('content')
                             data__messages_item__content = data__messages_item['content']
-                            if not isinstance(data__messages_item__content, (str, list, tuple)):
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].content'.format(**locals()) + ' must be string or array', value=data__messages_item__content, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].content'.format(**locals()) + '', definition={'type': ['string', 'array']}, rule='type')
+                            if not isinstance(data__messages_item__content, (str, list, tuple, NoneType)):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].content'.format(**locals()) + ' must be string or array or null', value=data__messages_item__content, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].content'.format(**locals()) + '', definition={'type': ['string', 'array', 'null']}, rule='type')
                             data__messages_item__content_is_list = isinstance(data__messages_item__content, (list, tuple))
                             if data__messages_item__content_is_list:
                                 data__messages_item__content_len = len(data__messages_item__content)
@@ -98,6 +141,75 @@ def validate(data, custom_formats={}, name_prefix=None):
                             data__messages_item__name = data__messages_item['name']
                             if not isinstance(data__messages_item__name, str):
                                 raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].name'.format(**locals()) + ' must be string', value=data__messages_item__name, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].name'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                        if 'tool_calls' in data__messages_item_keys:
+                            data__messages_item_keys.remove('tool_calls')
+                            data__messages_item__toolcalls = data__messages_item['tool_calls']
+                            if not isinstance(data__messages_item__toolcalls, (list, tuple)):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls'.format(**locals()) + ' must be array', value=data__messages_item__toolcalls, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls'.format(**locals()) + '', definition={'type': 'array'}, rule='type')
+                            data__messages_item__toolcalls_is_list = isinstance(data__messages_item__toolcalls, (list, tuple))
+                            if data__messages_item__toolcalls_is_list:
+                                data__messages_item__toolcalls_len = len(data__messages_item__toolcalls)
+                                if data__messages_item__toolcalls_len > 128:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls'.format(**locals()) + ' must contain less than or equal to 128 items', value=data__messages_item__toolcalls, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls'.format(**locals()) + '', definition={'maxItems': 128}, rule='maxItems')
+                                for data__messages_item__toolcalls_x, data__messages_item__toolcalls_item in enumerate(data__messages_item__toolcalls):
+                                    if not isinstance(data__messages_item__toolcalls_item, dict):
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}]'.format(**locals()) + ' must be object', value=data__messages_item__toolcalls_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}]'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
+                                    data__messages_item__toolcalls_item_is_dict = isinstance(data__messages_item__toolcalls_item, dict)
+                                    if data__messages_item__toolcalls_item_is_dict:
+                                        data__messages_item__toolcalls_item__missing_keys = set(['id', 'type', 'function']) - data__messages_item__toolcalls_item.keys()
+                                        if data__messages_item__toolcalls_item__missing_keys:
+                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__toolcalls_item__missing_keys)) + ' properties'), value=data__messages_item__toolcalls_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}]'.format(**locals()) + '', definition={'required': ['id', 'type', 'function']}, rule='required')
+                                        data__messages_item__toolcalls_item_keys = set(data__messages_item__toolcalls_item.keys())
+                                        if 'id' in data__messages_item__toolcalls_item_keys:
+                                            data__messages_item__toolcalls_item_keys.remove('id')
+                                            data__messages_item__toolcalls_item__id = data__messages_item__toolcalls_item['id']
+                                            if not isinstance(data__messages_item__toolcalls_item__id, str):
+                                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].id'.format(**locals()) + ' must be string', value=data__messages_item__toolcalls_item__id, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].id'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                                            if isinstance(data__messages_item__toolcalls_item__id, str):
+                                                data__messages_item__toolcalls_item__id_len = len(data__messages_item__toolcalls_item__id)
+                                                if data__messages_item__toolcalls_item__id_len < 1:
+                                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].id'.format(**locals()) + ' must be longer than or equal to 1 characters', value=data__messages_item__toolcalls_item__id, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].id'.format(**locals()) + '', definition={'minLength': 1}, rule='minLength')
+                                                if data__messages_item__toolcalls_item__id_len > 256:
+                                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].id'.format(**locals()) + ' must be shorter than or equal to 256 characters', value=data__messages_item__toolcalls_item__id, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].id'.format(**locals()) + '', definition={'maxLength': 256}, rule='maxLength')
+                                        if 'type' in data__messages_item__toolcalls_item_keys:
+                                            data__messages_item__toolcalls_item_keys.remove('type')
+                                            data__messages_item__toolcalls_item__type = data__messages_item__toolcalls_item['type']
+                                            if not (isinstance(data__messages_item__toolcalls_item__type, str) and data__messages_item__toolcalls_item__type == 'function'):
+                                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].type'.format(**locals()) + ' must be same as const definition: function', value=data__messages_item__toolcalls_item__type, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].type'.format(**locals()) + '', definition={'const': 'function'}, rule='const')
+                                        if 'function' in data__messages_item__toolcalls_item_keys:
+                                            data__messages_item__toolcalls_item_keys.remove('function')
+                                            data__messages_item__toolcalls_item__function = data__messages_item__toolcalls_item['function']
+                                            if not isinstance(data__messages_item__toolcalls_item__function, dict):
+                                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function'.format(**locals()) + ' must be object', value=data__messages_item__toolcalls_item__function, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
+                                            data__messages_item__toolcalls_item__function_is_dict = isinstance(data__messages_item__toolcalls_item__function, dict)
+                                            if data__messages_item__toolcalls_item__function_is_dict:
+                                                data__messages_item__toolcalls_item__function__missing_keys = set(['name', 'arguments']) - data__messages_item__toolcalls_item__function.keys()
+                                                if data__messages_item__toolcalls_item__function__missing_keys:
+                                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__toolcalls_item__function__missing_keys)) + ' properties'), value=data__messages_item__toolcalls_item__function, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function'.format(**locals()) + '', definition={'required': ['name', 'arguments']}, rule='required')
+                                                data__messages_item__toolcalls_item__function_keys = set(data__messages_item__toolcalls_item__function.keys())
+                                                if 'name' in data__messages_item__toolcalls_item__function_keys:
+                                                    data__messages_item__toolcalls_item__function_keys.remove('name')
+                                                    data__messages_item__toolcalls_item__function__name = data__messages_item__toolcalls_item__function['name']
+                                                    if not isinstance(data__messages_item__toolcalls_item__function__name, str):
+                                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function.name'.format(**locals()) + ' must be string', value=data__messages_item__toolcalls_item__function__name, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function.name'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                                                    if isinstance(data__messages_item__toolcalls_item__function__name, str):
+                                                        data__messages_item__toolcalls_item__function__name_len = len(data__messages_item__toolcalls_item__function__name)
+                                                        if data__messages_item__toolcalls_item__function__name_len < 1:
+                                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function.name'.format(**locals()) + ' must be longer than or equal to 1 characters', value=data__messages_item__toolcalls_item__function__name, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function.name'.format(**locals()) + '', definition={'minLength': 1}, rule='minLength')
+                                                if 'arguments' in data__messages_item__toolcalls_item__function_keys:
+                                                    data__messages_item__toolcalls_item__function_keys.remove('arguments')
+                                                    data__messages_item__toolcalls_item__function__arguments = data__messages_item__toolcalls_item__function['arguments']
+                                                    if not isinstance(data__messages_item__toolcalls_item__function__arguments, str):
+                                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function.arguments'.format(**locals()) + ' must be string', value=data__messages_item__toolcalls_item__function__arguments, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_calls[{data__messages_item__toolcalls_x}].function.arguments'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                        if 'tool_call_id' in data__messages_item_keys:
+                            data__messages_item_keys.remove('tool_call_id')
+                            data__messages_item__toolcallid = data__messages_item['tool_call_id']
+                            if not isinstance(data__messages_item__toolcallid, str):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_call_id'.format(**locals()) + ' must be string', value=data__messages_item__toolcallid, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_call_id'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                            if isinstance(data__messages_item__toolcallid, str):
+                                data__messages_item__toolcallid_len = len(data__messages_item__toolcallid)
+                                if data__messages_item__toolcallid_len < 1:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_call_id'.format(**locals()) + ' must be longer than or equal to 1 characters', value=data__messages_item__toolcallid, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].tool_call_id'.format(**locals()) + '', definition={'minLength': 1}, rule='minLength')
         if 'max_tokens' in data_keys:
             data_keys.remove('max_tokens')
             data__maxtokens = data['max_tokens']
@@ -223,6 +335,99 @@ def validate(data, custom_formats={}, name_prefix=None):
             data__tools_is_list = isinstance(data__tools, (list, tuple))
             if data__tools_is_list:
                 data__tools_len = len(data__tools)
-                if data__tools_len > 0:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools must contain less than or equal to 0 items', value=data__tools, name='' + (name_prefix or 'data') + '.tools', definition={'maxItems': 0}, rule='maxItems')
+                if data__tools_len > 128:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools must contain less than or equal to 128 items', value=data__tools, name='' + (name_prefix or 'data') + '.tools', definition={'maxItems': 128}, rule='maxItems')
+                for data__tools_x, data__tools_item in enumerate(data__tools):
+                    if not isinstance(data__tools_item, dict):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools[{data__tools_x}]'.format(**locals()) + ' must be object', value=data__tools_item, name='' + (name_prefix or 'data') + '.tools[{data__tools_x}]'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
+                    data__tools_item_is_dict = isinstance(data__tools_item, dict)
+                    if data__tools_item_is_dict:
+                        data__tools_item__missing_keys = set(['type', 'function']) - data__tools_item.keys()
+                        if data__tools_item__missing_keys:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools[{data__tools_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__tools_item__missing_keys)) + ' properties'), value=data__tools_item, name='' + (name_prefix or 'data') + '.tools[{data__tools_x}]'.format(**locals()) + '', definition={'required': ['type', 'function']}, rule='required')
+                        data__tools_item_keys = set(data__tools_item.keys())
+                        if 'type' in data__tools_item_keys:
+                            data__tools_item_keys.remove('type')
+                            data__tools_item__type = data__tools_item['type']
+                            if not (isinstance(data__tools_item__type, str) and data__tools_item__type == 'function'):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools[{data__tools_x}].type'.format(**locals()) + ' must be same as const definition: function', value=data__tools_item__type, name='' + (name_prefix or 'data') + '.tools[{data__tools_x}].type'.format(**locals()) + '', definition={'const': 'function'}, rule='const')
+                        if 'function' in data__tools_item_keys:
+                            data__tools_item_keys.remove('function')
+                            data__tools_item__function = data__tools_item['function']
+                            if not isinstance(data__tools_item__function, dict):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools[{data__tools_x}].function'.format(**locals()) + ' must be object', value=data__tools_item__function, name='' + (name_prefix or 'data') + '.tools[{data__tools_x}].function'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
+                            data__tools_item__function_is_dict = isinstance(data__tools_item__function, dict)
+                            if data__tools_item__function_is_dict:
+                                data__tools_item__function__missing_keys = set(['name']) - data__tools_item__function.keys()
+                                if data__tools_item__function__missing_keys:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools[{data__tools_x}].function'.format(**locals()) + ' must contain ' + (str(sorted(data__tools_item__function__missing_keys)) + ' properties'), value=data__tools_item__function, name='' + (name_prefix or 'data') + '.tools[{data__tools_x}].function'.format(**locals()) + '', definition={'required': ['name']}, rule='required')
+                                data__tools_item__function_keys = set(data__tools_item__function.keys())
+                                if 'name' in data__tools_item__function_keys:
+                                    data__tools_item__function_keys.remove('name')
+                                    data__tools_item__function__name = data__tools_item__function['name']
+                                    if not isinstance(data__tools_item__function__name, str):
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools[{data__tools_x}].function.name'.format(**locals()) + ' must be string', value=data__tools_item__function__name, name='' + (name_prefix or 'data') + '.tools[{data__tools_x}].function.name'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                                    if isinstance(data__tools_item__function__name, str):
+                                        if not REGEX_PATTERNS['^[a-zA-Z0-9_-]{1,64}$'].search(data__tools_item__function__name):
+                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools[{data__tools_x}].function.name'.format(**locals()) + ' must match pattern ^[a-zA-Z0-9_-]{1,64}$', value=data__tools_item__function__name, name='' + (name_prefix or 'data') + '.tools[{data__tools_x}].function.name'.format(**locals()) + '', definition={'pattern': '^[a-zA-Z0-9_-]{1,64}$'}, rule='pattern')
+                                if 'description' in data__tools_item__function_keys:
+                                    data__tools_item__function_keys.remove('description')
+                                    data__tools_item__function__description = data__tools_item__function['description']
+                                    if not isinstance(data__tools_item__function__description, str):
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools[{data__tools_x}].function.description'.format(**locals()) + ' must be string', value=data__tools_item__function__description, name='' + (name_prefix or 'data') + '.tools[{data__tools_x}].function.description'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                                if 'parameters' in data__tools_item__function_keys:
+                                    data__tools_item__function_keys.remove('parameters')
+                                    data__tools_item__function__parameters = data__tools_item__function['parameters']
+                                    if not isinstance(data__tools_item__function__parameters, dict):
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tools[{data__tools_x}].function.parameters'.format(**locals()) + ' must be object', value=data__tools_item__function__parameters, name='' + (name_prefix or 'data') + '.tools[{data__tools_x}].function.parameters'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
+        if 'tool_choice' in data_keys:
+            data_keys.remove('tool_choice')
+            data__toolchoice = data['tool_choice']
+            data__toolchoice_any_of_count1 = 0
+            if not data__toolchoice_any_of_count1:
+                try:
+                    if not (isinstance(data__toolchoice, str) and data__toolchoice == 'none' or (isinstance(data__toolchoice, str) and data__toolchoice == 'auto') or (isinstance(data__toolchoice, str) and data__toolchoice == 'required') or (data__toolchoice is None)):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".tool_choice must be one of ['none', 'auto', 'required', None]", value=data__toolchoice, name='' + (name_prefix or 'data') + '.tool_choice', definition={'enum': ['none', 'auto', 'required', None]}, rule='enum')
+                    data__toolchoice_any_of_count1 += 1
+                except (JsonSchemaValueException, JsonSchemaValuesException):
+                    pass
+            if not data__toolchoice_any_of_count1:
+                try:
+                    if not isinstance(data__toolchoice, dict):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tool_choice must be object', value=data__toolchoice, name='' + (name_prefix or 'data') + '.tool_choice', definition={'type': 'object'}, rule='type')
+                    data__toolchoice_is_dict = isinstance(data__toolchoice, dict)
+                    if data__toolchoice_is_dict:
+                        data__toolchoice__missing_keys = set(['type', 'function']) - data__toolchoice.keys()
+                        if data__toolchoice__missing_keys:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tool_choice must contain ' + (str(sorted(data__toolchoice__missing_keys)) + ' properties'), value=data__toolchoice, name='' + (name_prefix or 'data') + '.tool_choice', definition={'required': ['type', 'function']}, rule='required')
+                        data__toolchoice_keys = set(data__toolchoice.keys())
+                        if 'type' in data__toolchoice_keys:
+                            data__toolchoice_keys.remove('type')
+                            data__toolchoice__type = data__toolchoice['type']
+                            if not (isinstance(data__toolchoice__type, str) and data__toolchoice__type == 'function'):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tool_choice.type must be same as const definition: function', value=data__toolchoice__type, name='' + (name_prefix or 'data') + '.tool_choice.type', definition={'const': 'function'}, rule='const')
+                        if 'function' in data__toolchoice_keys:
+                            data__toolchoice_keys.remove('function')
+                            data__toolchoice__function = data__toolchoice['function']
+                            if not isinstance(data__toolchoice__function, dict):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tool_choice.function must be object', value=data__toolchoice__function, name='' + (name_prefix or 'data') + '.tool_choice.function', definition={'type': 'object'}, rule='type')
+                            data__toolchoice__function_is_dict = isinstance(data__toolchoice__function, dict)
+                            if data__toolchoice__function_is_dict:
+                                data__toolchoice__function__missing_keys = set(['name']) - data__toolchoice__function.keys()
+                                if data__toolchoice__function__missing_keys:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tool_choice.function must contain ' + (str(sorted(data__toolchoice__function__missing_keys)) + ' properties'), value=data__toolchoice__function, name='' + (name_prefix or 'data') + '.tool_choice.function', definition={'required': ['name']}, rule='required')
+                                data__toolchoice__function_keys = set(data__toolchoice__function.keys())
+                                if 'name' in data__toolchoice__function_keys:
+                                    data__toolchoice__function_keys.remove('name')
+                                    data__toolchoice__function__name = data__toolchoice__function['name']
+                                    if not isinstance(data__toolchoice__function__name, str):
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tool_choice.function.name must be string', value=data__toolchoice__function__name, name='' + (name_prefix or 'data') + '.tool_choice.function.name', definition={'type': 'string'}, rule='type')
+                                    if isinstance(data__toolchoice__function__name, str):
+                                        if not REGEX_PATTERNS['^[a-zA-Z0-9_-]{1,64}$'].search(data__toolchoice__function__name):
+                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tool_choice.function.name must match pattern ^[a-zA-Z0-9_-]{1,64}$', value=data__toolchoice__function__name, name='' + (name_prefix or 'data') + '.tool_choice.function.name', definition={'pattern': '^[a-zA-Z0-9_-]{1,64}$'}, rule='pattern')
+                    data__toolchoice_any_of_count1 += 1
+                except (JsonSchemaValueException, JsonSchemaValuesException):
+                    pass
+            if not data__toolchoice_any_of_count1:
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tool_choice cannot be validated by any definition', value=data__toolchoice, name='' + (name_prefix or 'data') + '.tool_choice', definition={'anyOf': [{'enum': ['none', 'auto', 'required', None]}, {'type': 'object', 'required': ['type', 'function'], 'properties': {'type': {'const': 'function'}, 'function': {'type': 'object', 'required': ['name'], 'properties': {'name': {'type': 'string', 'pattern': '^[a-zA-Z0-9_-]{1,64}$'}}}}}]}, rule='anyOf')
     return data

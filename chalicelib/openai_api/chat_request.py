@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.chat import ChatRequest, Message
+from chalicelib.chat import ChatRequest, Message, Tool, ToolCall
 from chalicelib.errors import InvalidRequest
 from chalicelib.generated.chat_request_validator import validate as validate_chat_request
 from chalicelib.schema_validation import JsonSchemaValueException, dotted
@@ -27,6 +27,8 @@ _RULES = {
     "maxLength": "is too long",
     "maxProperties": "has too many keys",
     "propertyNames": "has a key that is too long",
+    "pattern": "has an invalid format",
+    "anyOf": "is not one of the accepted values or shapes",
 }
 
 
@@ -37,6 +39,11 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         raise InvalidRequest("n: only n=1 is supported", param="n", code="unsupported_value")
     stop = raw.get("stop")
     stream_options = raw.get("stream_options") or {}
+    tools = tuple(_tool(t["function"]) for t in raw.get("tools") or ())
+    tool_choice = _tool_choice(raw.get("tool_choice"))
+    if tool_choice not in (None, "none", "auto", "required") and tool_choice not in {t.name for t in tools}:
+        raise InvalidRequest("tool_choice: names a function that is not in tools", param="tool_choice",
+                             code="invalid_value")
     return ChatRequest(
         model=raw["model"],
         messages=tuple(_message(m) for m in raw["messages"]),
@@ -48,6 +55,8 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         include_usage=bool(stream_options.get("include_usage")),
         user=raw.get("user"),
         metadata=dict(raw.get("metadata") or {}),
+        tools=tools,
+        tool_choice=tool_choice if tools else None,
     )
 
 
@@ -71,9 +80,6 @@ def _check_schema(raw: dict[str, Any]) -> None:
         if error.rule == "required":
             # Name the first required property that is missing, not the object that lacks it.
             path = path + [next(p for p in error.rule_definition if p not in error.value)]
-        if path == ["tools"]:
-            raise InvalidRequest("tools: tool calling is not supported yet", param="tools",
-                                 code="unsupported_parameter") from None
         param = dotted(path) or "(body)"
         rule = _RULES.get(error.rule or "", "is invalid")
         raise InvalidRequest(f"{param}: {rule}", param=param, code="invalid_value") from None
@@ -81,7 +87,20 @@ def _check_schema(raw: dict[str, Any]) -> None:
 
 def _message(m: dict[str, Any]) -> Message:
     role = "system" if m["role"] == "developer" else m["role"]
-    content = m["content"]
+    content = m.get("content") or ""
     if isinstance(content, list):
         content = "\n".join(part["text"] for part in content)
-    return Message(role=role, content=content)
+    calls = tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
+                  for c in m.get("tool_calls") or ())
+    return Message(role=role, content=content, tool_calls=calls, tool_call_id=m.get("tool_call_id"))
+
+
+def _tool(function: dict[str, Any]) -> Tool:
+    parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    return Tool(name=function["name"], description=function.get("description"), parameters=parameters)
+
+
+def _tool_choice(choice: Any) -> str | None:
+    if isinstance(choice, dict):
+        return choice["function"]["name"]  # the one function the model must call
+    return choice

@@ -15,6 +15,36 @@ _TEXT_PART = {
     "if": {"properties": {"type": {"const": "text"}}},
     "then": {"required": ["text"]},
 }
+_TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {"name": {"type": "string", "minLength": 1}, "arguments": {"type": "string"}},
+        },
+    },
+}
+_FUNCTION_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}
+_TOOL = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": _FUNCTION_NAME,
+                "description": {"type": "string"},
+                "parameters": {"type": "object"},
+            },
+        },
+    },
+}
 CHAT_REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["model", "messages"],
@@ -25,13 +55,27 @@ CHAT_REQUEST_SCHEMA: dict[str, Any] = {
             "minItems": 1,
             "items": {
                 "type": "object",
-                "required": ["role", "content"],
+                "required": ["role"],
                 "properties": {
-                    "role": {"enum": ["system", "developer", "user", "assistant"]},
+                    "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
                     # Array keywords apply only to arrays: a string passes them untouched.
-                    "content": {"type": ["string", "array"], "minItems": 1, "items": _TEXT_PART},
+                    "content": {"type": ["string", "array", "null"], "minItems": 1, "items": _TEXT_PART},
                     "name": {"type": "string"},
+                    "tool_calls": {"type": "array", "maxItems": 128, "items": _TOOL_CALL},
+                    "tool_call_id": {"type": "string", "minLength": 1},
                 },
+                # Only an assistant message that calls tools may omit its content; a tool message
+                # must say which call it answers.
+                "allOf": [
+                    {
+                        "if": {"properties": {"role": {"const": "assistant"}}, "required": ["tool_calls"]},
+                        "else": {"required": ["content"], "properties": {"content": {"type": ["string", "array"]}}},
+                    },
+                    {
+                        "if": {"properties": {"role": {"const": "tool"}}},
+                        "then": {"required": ["tool_call_id"]},
+                    },
+                ],
             },
         },
         "max_tokens": {"type": ["integer", "null"], "minimum": 1},
@@ -53,6 +97,19 @@ CHAT_REQUEST_SCHEMA: dict[str, Any] = {
             "propertyNames": {"maxLength": 64},
             "additionalProperties": {"type": "string", "maxLength": 512},
         },
-        "tools": {"type": ["array", "null"], "maxItems": 0},
+        "tools": {"type": ["array", "null"], "maxItems": 128, "items": _TOOL},
+        "tool_choice": {
+            "anyOf": [
+                {"enum": ["none", "auto", "required", None]},
+                {
+                    "type": "object",
+                    "required": ["type", "function"],
+                    "properties": {
+                        "type": {"const": "function"},
+                        "function": {"type": "object", "required": ["name"], "properties": {"name": _FUNCTION_NAME}},
+                    },
+                },
+            ]
+        },
     },
 }

@@ -10,7 +10,7 @@ import re
 from typing import Any, Iterable
 
 from chalicelib.catalog import Model
-from chalicelib.chat import Completion, Usage
+from chalicelib.chat import Completion, ToolCall, Usage
 from chalicelib.errors import GatewayError
 
 # Split a reply into stream deltas at word boundaries, keeping the whitespace with each word.
@@ -18,15 +18,25 @@ _DELTAS = re.compile(r"\S+\s*|\s+")
 _MAX_STREAM_DELTAS = 512  # beyond this, deltas grow: a 6 MB Lambda response must not be mostly framing
 
 
-def usage_body(usage: Usage) -> dict[str, int]:
+def usage_body(usage: Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
     }
 
 
+def tool_calls_body(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls]
+
+
 def completion_body(completion_id: str, created: int, model: str, result: Completion) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.content, "refusal": None}
+    if result.tool_calls:
+        message["tool_calls"] = tool_calls_body(result.tool_calls)
+        message["content"] = result.content or None  # as OpenAI: null when the model only calls tools
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -35,7 +45,7 @@ def completion_body(completion_id: str, created: int, model: str, result: Comple
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.content, "refusal": None},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": result.finish_reason,
             }
@@ -61,6 +71,8 @@ def stream_body(
 
     events = [chunk({"role": "assistant", "content": ""}, None)]
     events += [chunk({"content": piece}, None) for piece in _pieces(result.content)]
+    events += [chunk({"tool_calls": [{"index": i, **call}]}, None)
+               for i, call in enumerate(tool_calls_body(result.tool_calls))]
     events.append(chunk({}, result.finish_reason))
     if include_usage:
         events.append({**chunk({}, None), "choices": [], "usage": usage_body(result.usage)})
