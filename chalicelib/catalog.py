@@ -49,8 +49,18 @@ class PiiPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class DeniedTopic:
+    name: str  # reported as TOPIC:<name>
+    phrases: tuple[str, ...]  # local rules: any of these phrases means the topic
+
+
+@dataclass(frozen=True, slots=True)
 class GuardrailPolicy:
     denied_words: tuple[str, ...] = ()
+    denied_topics: tuple[DeniedTopic, ...] = ()
+    prompt_attack: bool = True  # local rules: the seed list of injection patterns
+    bedrock_id: str | None = None  # Bedrock ApplyGuardrail: guardrail identifier and version
+    bedrock_version: str = "DRAFT"
     fail_open: bool = False
 
 
@@ -159,6 +169,11 @@ def _app(a: dict[str, Any]) -> App:
         ),
         guardrail=GuardrailPolicy(
             denied_words=tuple(guard.get("denied_words", ())),
+            denied_topics=tuple(DeniedTopic(t["name"], tuple(t["phrases"]))
+                                for t in guard.get("denied_topics", ())),
+            prompt_attack=guard.get("prompt_attack", True),
+            bedrock_id=guard.get("bedrock_guardrail_id"),
+            bedrock_version=guard.get("bedrock_guardrail_version", "DRAFT"),
             fail_open=guard.get("on_unavailable") == "fail_open",
         ),
         tokens_per_day=a["quotas"]["tokens_per_day"],

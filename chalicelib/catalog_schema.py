@@ -96,6 +96,22 @@ CATALOG_SCHEMA: dict[str, Any] = {
                     "additionalProperties": False,
                     "properties": {
                         "denied_words": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                        "denied_topics": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name", "phrases"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "name": _IDENT,
+                                    "phrases": {"type": "array", "minItems": 1,
+                                                "items": {"type": "string", "minLength": 1}},
+                                },
+                            },
+                        },
+                        "prompt_attack": {"type": "boolean"},
+                        "bedrock_guardrail_id": {"type": "string", "pattern": "^[a-z0-9]{1,12}$|^arn:aws"},
+                        "bedrock_guardrail_version": {"type": "string", "pattern": "^(DRAFT|[1-9][0-9]{0,7})$"},
                         "on_unavailable": {"enum": ["fail_closed", "fail_open"]},
                     },
                 },

@@ -17,8 +17,8 @@ from chalicelib.catalog import App, Catalog, Model
 from chalicelib.chat import ChatRequest, Completion, Message, ToolCall
 from chalicelib.cost import cost_usd
 from chalicelib.errors import (GatewayError, InternalError, InvalidRequest, NotFound,
-                               PayloadTooLarge, PermissionDenied)
-from chalicelib.guardrails import Guardrail
+                               PayloadTooLarge, PermissionDenied, ServiceUnavailable)
+from chalicelib.guardrails import BLOCKED, MASKED, PASS, Guardrail, GuardrailVerdict
 from chalicelib.identity import Identity
 from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
@@ -107,7 +107,7 @@ class Pipeline:
         record.reserved_tokens = reservation.tokens
         try:
             chat = self._redact_input(app, chat, record)
-            self._guard_input(app, chat, record)
+            chat = self._guard_input(app, chat, record)
             completion = self._call_provider(app, model, chat, max_tokens, record)
             completion = self._guard_output(app, completion, record)
             completion = self._redact_output(app, completion, record)
@@ -159,14 +159,23 @@ class Pipeline:
             )
         return chat.with_messages(tuple(messages))
 
-    def _guard_input(self, app: App, chat: ChatRequest, record: RequestRecord) -> None:
-        texts = [m.content for m in chat.messages] + [c.arguments for m in chat.messages for c in m.tool_calls]
-        verdict = self._guardrail.check(texts, "INPUT", app.guardrail)
-        if verdict.intervened:
-            record.guardrail += [f"INPUT:{c}" for c in verdict.categories]
+    def _guard_input(self, app: App, chat: ChatRequest, record: RequestRecord) -> ChatRequest:
+        # System prompts are the app's own configuration; what the guardrail judges is the
+        # conversation: user turns, tool results, and the arguments of earlier tool calls.
+        slots = [(i, j) for i, m in enumerate(chat.messages) if m.role != "system"
+                 for j in range(-1, len(m.tool_calls))]
+        texts = [_slot_text(chat.messages[i], j) for i, j in slots]
+        verdict = self._check_guardrail(app, texts, "INPUT", record)
+        if verdict.action == BLOCKED:
             raise InvalidRequest(
                 "the request was blocked by the app's guardrail", code="content_filter", param="messages"
             )
+        if verdict.action != MASKED or verdict.texts is None:
+            return chat
+        messages = list(chat.messages)
+        for (i, j), text in zip(slots, verdict.texts):
+            messages[i] = _with_slot_text(messages[i], j, text)
+        return chat.with_messages(tuple(messages))
 
     def _call_provider(
         self, app: App, model: Model, chat: ChatRequest, max_tokens: int, record: RequestRecord
@@ -178,11 +187,14 @@ class Pipeline:
 
     def _guard_output(self, app: App, completion: Completion, record: RequestRecord) -> Completion:
         texts = [completion.content] + [c.arguments for c in completion.tool_calls]
-        verdict = self._guardrail.check(texts, "OUTPUT", app.guardrail)
-        if not verdict.intervened:
+        verdict = self._check_guardrail(app, texts, "OUTPUT", record)
+        if verdict.action == BLOCKED:
+            return replace(completion, content="", tool_calls=(), finish_reason="content_filter")
+        if verdict.action != MASKED or verdict.texts is None:
             return completion
-        record.guardrail += [f"OUTPUT:{c}" for c in verdict.categories]
-        return replace(completion, content="", tool_calls=(), finish_reason="content_filter")
+        content, *arguments = verdict.texts
+        calls = tuple(replace(c, arguments=a) for c, a in zip(completion.tool_calls, arguments))
+        return replace(completion, content=content, tool_calls=calls)
 
     def _redact_output(self, app: App, completion: Completion, record: RequestRecord) -> Completion:
         text, outcome = self._redact(app, completion.content, "output")
@@ -209,7 +221,28 @@ class Pipeline:
     def _redact(self, app: App, text: str, direction: str) -> tuple[str, PiiOutcome]:
         if not text:
             return text, PiiOutcome()
-        return apply_policy(text, self._pii.detect(text), app.pii, direction)
+        try:
+            entities = self._pii.detect(text)
+        except ServiceUnavailable:
+            if not app.pii.fail_open:
+                raise  # fail closed: no unscreened text reaches a model or a caller
+            outcome = PiiOutcome()
+            outcome.counts["DETECTOR_UNAVAILABLE:FAIL_OPEN"] += 1
+            return text, outcome
+        return apply_policy(text, entities, app.pii, direction)
+
+    def _check_guardrail(
+        self, app: App, texts: list[str], source: str, record: RequestRecord
+    ) -> GuardrailVerdict:
+        try:
+            verdict = self._guardrail.check(texts, source, app.guardrail)
+        except ServiceUnavailable:
+            if not app.guardrail.fail_open:
+                raise
+            record.guardrail.append(f"{source}:UNAVAILABLE:FAIL_OPEN")
+            return PASS
+        record.guardrail += [f"{source}:{verdict.action}:{c}" for c in verdict.categories]
+        return verdict
 
     def _redact_calls(
         self, app: App, calls: tuple[ToolCall, ...], direction: str
@@ -263,6 +296,19 @@ class Pipeline:
     @staticmethod
     def error_response(error: GatewayError) -> GatewayResponse:
         return GatewayResponse(error.status, responses.error_body(error), dict(error.headers))
+
+
+def _slot_text(message: Message, call: int) -> str:
+    """Slot -1 is a message's content; slot j >= 0 its j-th tool call's arguments."""
+    return message.content if call < 0 else message.tool_calls[call].arguments
+
+
+def _with_slot_text(message: Message, call: int, text: str) -> Message:
+    if call < 0:
+        return replace(message, content=text)
+    calls = list(message.tool_calls)
+    calls[call] = replace(calls[call], arguments=text)
+    return replace(message, tool_calls=tuple(calls))
 
 
 def new_request_id() -> str:

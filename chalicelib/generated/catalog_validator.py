@@ -4,7 +4,7 @@ VERSION = '2.22.3'
 from decimal import Decimal
 import re
 from chalicelib.schema_validation import JsonSchemaValueException, JsonSchemaValuesException
-REGEX_PATTERNS = {'^[a-z0-9][a-z0-9._:-]{0,63}$': re.compile('^[a-z0-9][a-z0-9._:-]{0,63}\\Z'), '^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+': re.compile('^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+'), '^[\\w+=,.@:/-]{2,1224}$': re.compile('^[\\w+=,.@:/-]{2,1224}\\Z'), '^(default|[A-Z][A-Z0-9_]*)$': re.compile('^(default|[A-Z][A-Z0-9_]*)\\Z'), '^[a-z]{2}(-[a-z]+)+-\\d$': re.compile('^[a-z]{2}(-[a-z]+)+-\\d\\Z')}
+REGEX_PATTERNS = {'^[a-z0-9][a-z0-9._:-]{0,63}$': re.compile('^[a-z0-9][a-z0-9._:-]{0,63}\\Z'), '^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+': re.compile('^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+'), '^[\\w+=,.@:/-]{2,1224}$': re.compile('^[\\w+=,.@:/-]{2,1224}\\Z'), '^(default|[A-Z][A-Z0-9_]*)$': re.compile('^(default|[A-Z][A-Z0-9_]*)\\Z'), '^[a-z0-9]{1,12}$|^arn:aws': re.compile('^[a-z0-9]{1,12}\\Z|^arn:aws'), '^(DRAFT|[1-9][0-9]{0,7})$': re.compile('^(DRAFT|[1-9][0-9]{0,7})\\Z'), '^[a-z]{2}(-[a-z]+)+-\\d$': re.compile('^[a-z]{2}(-[a-z]+)+-\\d\\Z')}
 NoneType = type(None)
 
 def validate(data, custom_formats={}, name_prefix=None):
@@ -239,6 +239,71 @@ def validate____defs_app(data, custom_formats={}, name_prefix=None):
                                 data__guardrail__deniedwords_item_len = len(data__guardrail__deniedwords_item)
                                 if data__guardrail__deniedwords_item_len < 1:
                                     raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_words[{data__guardrail__deniedwords_x}]'.format(**locals()) + ' must be longer than or equal to 1 characters', value=data__guardrail__deniedwords_item, name='' + (name_prefix or 'data') + '.guardrail.denied_words[{data__guardrail__deniedwords_x}]'.format(**locals()) + '', definition={'minLength': 1}, rule='minLength')
+                if 'denied_topics' in data__guardrail_keys:
+                    data__guardrail_keys.remove('denied_topics')
+                    data__guardrail__deniedtopics = data__guardrail['denied_topics']
+                    if not isinstance(data__guardrail__deniedtopics, (list, tuple)):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics must be array', value=data__guardrail__deniedtopics, name='' + (name_prefix or 'data') + '.guardrail.denied_topics', definition={'type': 'array'}, rule='type')
+                    data__guardrail__deniedtopics_is_list = isinstance(data__guardrail__deniedtopics, (list, tuple))
+                    if data__guardrail__deniedtopics_is_list:
+                        data__guardrail__deniedtopics_len = len(data__guardrail__deniedtopics)
+                        for data__guardrail__deniedtopics_x, data__guardrail__deniedtopics_item in enumerate(data__guardrail__deniedtopics):
+                            if not isinstance(data__guardrail__deniedtopics_item, dict):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}]'.format(**locals()) + ' must be object', value=data__guardrail__deniedtopics_item, name='' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}]'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
+                            data__guardrail__deniedtopics_item_is_dict = isinstance(data__guardrail__deniedtopics_item, dict)
+                            if data__guardrail__deniedtopics_item_is_dict:
+                                data__guardrail__deniedtopics_item__missing_keys = set(['name', 'phrases']) - data__guardrail__deniedtopics_item.keys()
+                                if data__guardrail__deniedtopics_item__missing_keys:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__guardrail__deniedtopics_item__missing_keys)) + ' properties'), value=data__guardrail__deniedtopics_item, name='' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}]'.format(**locals()) + '', definition={'required': ['name', 'phrases']}, rule='required')
+                                data__guardrail__deniedtopics_item_keys = set(data__guardrail__deniedtopics_item.keys())
+                                if 'name' in data__guardrail__deniedtopics_item_keys:
+                                    data__guardrail__deniedtopics_item_keys.remove('name')
+                                    data__guardrail__deniedtopics_item__name = data__guardrail__deniedtopics_item['name']
+                                    if not isinstance(data__guardrail__deniedtopics_item__name, str):
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].name'.format(**locals()) + ' must be string', value=data__guardrail__deniedtopics_item__name, name='' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].name'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                                    if isinstance(data__guardrail__deniedtopics_item__name, str):
+                                        if not REGEX_PATTERNS['^[a-z0-9][a-z0-9._:-]{0,63}$'].search(data__guardrail__deniedtopics_item__name):
+                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].name'.format(**locals()) + ' must match pattern ^[a-z0-9][a-z0-9._:-]{0,63}$', value=data__guardrail__deniedtopics_item__name, name='' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].name'.format(**locals()) + '', definition={'pattern': '^[a-z0-9][a-z0-9._:-]{0,63}$'}, rule='pattern')
+                                if 'phrases' in data__guardrail__deniedtopics_item_keys:
+                                    data__guardrail__deniedtopics_item_keys.remove('phrases')
+                                    data__guardrail__deniedtopics_item__phrases = data__guardrail__deniedtopics_item['phrases']
+                                    if not isinstance(data__guardrail__deniedtopics_item__phrases, (list, tuple)):
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].phrases'.format(**locals()) + ' must be array', value=data__guardrail__deniedtopics_item__phrases, name='' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].phrases'.format(**locals()) + '', definition={'type': 'array'}, rule='type')
+                                    data__guardrail__deniedtopics_item__phrases_is_list = isinstance(data__guardrail__deniedtopics_item__phrases, (list, tuple))
+                                    if data__guardrail__deniedtopics_item__phrases_is_list:
+                                        data__guardrail__deniedtopics_item__phrases_len = len(data__guardrail__deniedtopics_item__phrases)
+                                        if data__guardrail__deniedtopics_item__phrases_len < 1:
+                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].phrases'.format(**locals()) + ' must contain at least 1 items', value=data__guardrail__deniedtopics_item__phrases, name='' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].phrases'.format(**locals()) + '', definition={'minItems': 1}, rule='minItems')
+                                        for data__guardrail__deniedtopics_item__phrases_x, data__guardrail__deniedtopics_item__phrases_item in enumerate(data__guardrail__deniedtopics_item__phrases):
+                                            if not isinstance(data__guardrail__deniedtopics_item__phrases_item, str):
+                                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].phrases[{data__guardrail__deniedtopics_item__phrases_x}]'.format(**locals()) + ' must be string', value=data__guardrail__deniedtopics_item__phrases_item, name='' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].phrases[{data__guardrail__deniedtopics_item__phrases_x}]'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                                            if isinstance(data__guardrail__deniedtopics_item__phrases_item, str):
+                                                data__guardrail__deniedtopics_item__phrases_item_len = len(data__guardrail__deniedtopics_item__phrases_item)
+                                                if data__guardrail__deniedtopics_item__phrases_item_len < 1:
+                                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].phrases[{data__guardrail__deniedtopics_item__phrases_x}]'.format(**locals()) + ' must be longer than or equal to 1 characters', value=data__guardrail__deniedtopics_item__phrases_item, name='' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}].phrases[{data__guardrail__deniedtopics_item__phrases_x}]'.format(**locals()) + '', definition={'minLength': 1}, rule='minLength')
+                                if data__guardrail__deniedtopics_item_keys:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}]'.format(**locals()) + ' must not contain ' + str(data__guardrail__deniedtopics_item_keys) + ' properties', value=data__guardrail__deniedtopics_item, name='' + (name_prefix or 'data') + '.guardrail.denied_topics[{data__guardrail__deniedtopics_x}]'.format(**locals()) + '', definition={'additionalProperties': False}, rule='additionalProperties')
+                if 'prompt_attack' in data__guardrail_keys:
+                    data__guardrail_keys.remove('prompt_attack')
+                    data__guardrail__promptattack = data__guardrail['prompt_attack']
+                    if not isinstance(data__guardrail__promptattack, bool):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.prompt_attack must be boolean', value=data__guardrail__promptattack, name='' + (name_prefix or 'data') + '.guardrail.prompt_attack', definition={'type': 'boolean'}, rule='type')
+                if 'bedrock_guardrail_id' in data__guardrail_keys:
+                    data__guardrail_keys.remove('bedrock_guardrail_id')
+                    data__guardrail__bedrockguardrailid = data__guardrail['bedrock_guardrail_id']
+                    if not isinstance(data__guardrail__bedrockguardrailid, str):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.bedrock_guardrail_id must be string', value=data__guardrail__bedrockguardrailid, name='' + (name_prefix or 'data') + '.guardrail.bedrock_guardrail_id', definition={'type': 'string'}, rule='type')
+                    if isinstance(data__guardrail__bedrockguardrailid, str):
+                        if not REGEX_PATTERNS['^[a-z0-9]{1,12}$|^arn:aws'].search(data__guardrail__bedrockguardrailid):
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.bedrock_guardrail_id must match pattern ^[a-z0-9]{1,12}$|^arn:aws', value=data__guardrail__bedrockguardrailid, name='' + (name_prefix or 'data') + '.guardrail.bedrock_guardrail_id', definition={'pattern': '^[a-z0-9]{1,12}$|^arn:aws'}, rule='pattern')
+                if 'bedrock_guardrail_version' in data__guardrail_keys:
+                    data__guardrail_keys.remove('bedrock_guardrail_version')
+                    data__guardrail__bedrockguardrailversion = data__guardrail['bedrock_guardrail_version']
+                    if not isinstance(data__guardrail__bedrockguardrailversion, str):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.bedrock_guardrail_version must be string', value=data__guardrail__bedrockguardrailversion, name='' + (name_prefix or 'data') + '.guardrail.bedrock_guardrail_version', definition={'type': 'string'}, rule='type')
+                    if isinstance(data__guardrail__bedrockguardrailversion, str):
+                        if not REGEX_PATTERNS['^(DRAFT|[1-9][0-9]{0,7})$'].search(data__guardrail__bedrockguardrailversion):
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.guardrail.bedrock_guardrail_version must match pattern ^(DRAFT|[1-9][0-9]{0,7})$', value=data__guardrail__bedrockguardrailversion, name='' + (name_prefix or 'data') + '.guardrail.bedrock_guardrail_version', definition={'pattern': '^(DRAFT|[1-9][0-9]{0,7})$'}, rule='pattern')
                 if 'on_unavailable' in data__guardrail_keys:
                     data__guardrail_keys.remove('on_unavailable')
                     data__guardrail__onunavailable = data__guardrail['on_unavailable']

@@ -80,7 +80,8 @@ _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _AMOUNT_BEFORE = re.compile(r"[$€£¥][ ]?$")
 _AMOUNT_AFTER = re.compile(r"(?i)[ ]?(?:usd|eur|gbp|chf|jpy|dollars|euros|[$€£¥])")
 _ZIP4 = re.compile(r"[0-9]{5}-[0-9]{4}")  # US ZIP+4, not a trunk-0 phone number
-_CODE_VALUE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\(")  # "os.getcwd()"
+# A call, not a secret: "os.getcwd()", "password.encode(", "getattr(other,".
+_CODE_VALUE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\(|[A-Za-z_]\w*\(.*[),]$")
 _ROUTING_BEFORE = re.compile(r"(?i)\b(?:routing|aba|rtn|transit)\b")
 _PHONE_WORDS = ("phone", "tel", "mobile", "cell", "fax", "call", "text", "whatsapp")
 
