@@ -1,0 +1,1 @@
+"""Shared AWS plumbing for adapters (credentials); boto3 is imported lazily by the callers."""

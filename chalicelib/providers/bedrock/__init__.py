@@ -1,0 +1,1 @@
+"""Amazon Bedrock (Converse API) behind the provider port: pure translation + a thin adapter."""

@@ -1,0 +1,272 @@
+"""Bedrock Converse <-> the gateway's chat types: pure functions, no boto3, no I/O.
+
+Shapes follow botocore's `bedrock-runtime` service model (Converse / ConverseStream). Error messages
+never quote AWS's text: a ValidationException can echo the prompt, and messages may reach logs.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping
+
+from chalicelib.chat import Completion, Message, ToolCall, Usage
+from chalicelib.errors import (
+    DeadlineExceeded,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamThrottled,
+)
+from chalicelib.providers import ProviderCall
+
+_CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
+
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+_MALFORMED = {"malformed_model_output", "malformed_tool_use"}
+
+
+# --- request -------------------------------------------------------------------------------------
+
+def to_converse(call: ProviderCall) -> dict[str, Any]:
+    """kwargs for `client.converse(**kwargs)` and `client.converse_stream(**kwargs)`."""
+    request = call.request
+    caching = call.deployment.prompt_caching
+    system = [{"text": m.content} for m in request.messages if m.role in ("system", "developer")]
+    if system and caching:
+        system.append(dict(_CACHE_POINT))
+
+    inference: dict[str, Any] = {"maxTokens": call.max_tokens}  # always: Bedrock reserves input+maxTokens
+    if request.temperature is not None:
+        inference["temperature"] = request.temperature
+    if request.top_p is not None:
+        inference["topP"] = request.top_p
+    if request.stop:
+        inference["stopSequences"] = list(request.stop)
+
+    tool_config = _tool_config(call)
+    kwargs: dict[str, Any] = {
+        "modelId": call.deployment.model_id,
+        # Converse rejects toolUse/toolResult blocks unless toolConfig is sent ("The toolConfig field
+        # must be defined when using toolUse and toolResult content blocks"); without tools (or with
+        # tool_choice "none") the tool history is carried as plain text instead.
+        "messages": _messages(request.messages, as_text=tool_config is None),
+        "inferenceConfig": inference,
+    }
+    if system:
+        kwargs["system"] = system
+    if tool_config is not None:
+        kwargs["toolConfig"] = tool_config
+    return kwargs
+
+
+def _messages(messages: tuple[Message, ...], as_text: bool = False) -> list[dict[str, Any]]:
+    """Converse wants strictly alternating user/assistant turns: consecutive same-role messages
+    (including a run of tool results, which Converse carries in a user turn) merge into one."""
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        if message.role in ("system", "developer"):
+            continue
+        role, blocks = _blocks(i, message, as_text)
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return turns
+
+
+def _blocks(i: int, message: Message, as_text: bool) -> tuple[str, list[dict[str, Any]]]:
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise InvalidRequest("a tool message needs tool_call_id", param=f"messages[{i}].tool_call_id")
+        if as_text:
+            return "user", [{"text": f"[tool result for {message.tool_call_id}]: {message.content}"}]
+        result = {"toolUseId": message.tool_call_id, "content": [{"text": message.content}]}
+        return "user", [{"toolResult": result}]
+    if message.role == "assistant":
+        # Converse rejects blank text blocks; an assistant turn that only calls tools has none.
+        blocks: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
+        for j, tool_call in enumerate(message.tool_calls):
+            param = f"messages[{i}].tool_calls[{j}].function.arguments"
+            if as_text:
+                arguments = json.dumps(_arguments(tool_call.arguments, param))
+                blocks.append({"text": f"[tool call {tool_call.id}: {tool_call.name}({arguments})]"})
+                continue
+            blocks.append({"toolUse": {
+                "toolUseId": tool_call.id,
+                "name": tool_call.name,
+                "input": _arguments(tool_call.arguments, param),
+            }})
+        return "assistant", blocks or [{"text": message.content}]
+    return "user", [{"text": message.content}]
+
+
+def _arguments(arguments: str, param: str) -> Any:
+    try:
+        return json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError:
+        raise InvalidRequest("tool call arguments are not valid JSON", param=param) from None
+
+
+def _tool_config(call: ProviderCall) -> dict[str, Any] | None:
+    request = call.request
+    # Converse has no "none": the only way to forbid tool use is to offer no tools.
+    if not request.tools or request.tool_choice == "none":
+        return None
+    tools: list[dict[str, Any]] = []
+    for tool in request.tools:
+        spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": _plain(tool.parameters)}}
+        if tool.description:  # Converse requires a non-empty description when present
+            spec["description"] = tool.description
+        tools.append({"toolSpec": spec})
+    if call.deployment.prompt_caching:
+        tools.append(dict(_CACHE_POINT))
+    config: dict[str, Any] = {"tools": tools}
+    choice = request.tool_choice
+    if choice == "auto":
+        config["toolChoice"] = {"auto": {}}
+    elif choice == "required":
+        config["toolChoice"] = {"any": {}}
+    elif choice:
+        config["toolChoice"] = {"tool": {"name": choice}}
+    return config
+
+
+def _plain(schema: Mapping[str, Any]) -> dict[str, Any]:
+    # botocore serialises document types with json.dumps: read-only mappings must become dicts.
+    plain = json.loads(json.dumps(schema, default=dict)) if schema else {}
+    return plain or {"type": "object", "properties": {}}
+
+
+# --- response ------------------------------------------------------------------------------------
+
+def from_converse(response: Mapping[str, Any]) -> Completion:
+    content = response.get("output", {}).get("message", {}).get("content", [])
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in content:
+        if "text" in block:
+            texts.append(block["text"])
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            calls.append(ToolCall(use["toolUseId"], use["name"], json.dumps(use.get("input", {}))))
+        # reasoningContent, citations, images: not carried by the OpenAI chat format we answer in
+    return Completion(
+        content="".join(texts),
+        finish_reason=_finish_reason(response.get("stopReason")),
+        usage=_usage(response.get("usage")),
+        tool_calls=tuple(calls),
+    )
+
+
+def from_stream(events: Iterable[Mapping[str, Any]]) -> Completion:
+    """Fold ConverseStream events (as botocore parses them) into one Completion."""
+    texts: dict[int, list[str]] = {}
+    tools: dict[int, tuple[str, str]] = {}  # block index -> (toolUseId, name)
+    tool_inputs: dict[int, list[str]] = {}
+    stop_reason: str | None = None
+    usage: Mapping[str, Any] | None = None
+    for event in events:
+        if "contentBlockStart" in event:
+            start = event["contentBlockStart"]
+            use = start.get("start", {}).get("toolUse")
+            if use:
+                tools[start["contentBlockIndex"]] = (use["toolUseId"], use["name"])
+        elif "contentBlockDelta" in event:
+            delta_event = event["contentBlockDelta"]
+            index, delta = delta_event["contentBlockIndex"], delta_event.get("delta", {})
+            if "text" in delta:
+                texts.setdefault(index, []).append(delta["text"])
+            elif "toolUse" in delta:
+                tool_inputs.setdefault(index, []).append(delta["toolUse"].get("input", ""))
+        elif "messageStop" in event:
+            stop_reason = event["messageStop"]["stopReason"]
+        elif "metadata" in event:
+            usage = event["metadata"].get("usage")
+        # messageStart, contentBlockStop: nothing to keep
+    if stop_reason is None or usage is None:
+        # Without messageStop and metadata the answer may be cut and its usage is unknown: quota and
+        # cost settlement need real numbers, so this is a fault, not a short answer.
+        raise UpstreamError("the Bedrock stream ended before the model finished",
+                            code="upstream_stream_incomplete")
+    calls = tuple(
+        ToolCall(tool_id, name, _stream_arguments("".join(tool_inputs.get(index, []))))
+        for index, (tool_id, name) in sorted(tools.items())
+    )
+    content = "".join("".join(texts[index]) for index in sorted(texts))
+    return Completion(content, _finish_reason(stop_reason), _usage(usage), calls)
+
+
+def _stream_arguments(partial_json: str) -> str:
+    # Streamed tool input arrives as JSON text in pieces; normalise it like Converse's `input`.
+    try:
+        return json.dumps(json.loads(partial_json)) if partial_json.strip() else "{}"
+    except json.JSONDecodeError:
+        raise UpstreamError("the model produced malformed tool input", code="upstream_malformed_output") from None
+
+
+def _finish_reason(stop_reason: str | None) -> str:
+    if stop_reason in _MALFORMED:
+        raise UpstreamError("the model produced malformed output", code="upstream_malformed_output")
+    return _FINISH_REASONS.get(stop_reason or "end_turn", "stop")
+
+
+def _usage(usage: Mapping[str, Any] | None) -> Usage:
+    # Bedrock's `inputTokens` counts only the uncached input: cache reads and writes are reported
+    # beside it, not inside it (AWS prompt-caching guide: tokens "not read from or written to cache"
+    # are charged at the standard input rate; TokenUsage lists the three as separate counts). The
+    # OpenAI `prompt_tokens` is the whole prompt, so the three are summed; cost.py prices the cache
+    # parts from cache_read_tokens / cache_write_tokens.
+    usage = usage or {}
+    read = int(usage.get("cacheReadInputTokens", 0) or 0)
+    write = int(usage.get("cacheWriteInputTokens", 0) or 0)
+    return Usage(
+        prompt_tokens=int(usage.get("inputTokens", 0)) + read + write,
+        completion_tokens=int(usage.get("outputTokens", 0)),
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+    )
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+_THROTTLED = {"ThrottlingException", "ModelNotReadyException", "ServiceQuotaExceededException"}
+_UNAVAILABLE = {"ServiceUnavailableException", "InternalServerException"}
+
+
+def map_error(code: str, http_status: int | None) -> GatewayError:
+    """A Bedrock error code -> the gateway's error. AWS's message is never passed on (it may quote
+    the prompt); `http_status` only breaks ties for codes we do not know."""
+    # Mid-stream exception events carry the stream member name (`throttlingException`).
+    code = code[:1].upper() + code[1:] if code else ""
+    if code == "ValidationException":
+        return InvalidRequest("Bedrock rejected the request as invalid", code="upstream_validation")
+    if code == "AccessDeniedException":
+        return PermissionDenied("the gateway is not allowed to call this Bedrock model",
+                                code="upstream_access_denied")
+    if code == "ResourceNotFoundException":
+        return NotFound("the Bedrock model or inference profile was not found",
+                        code="upstream_model_not_found")
+    if code in _THROTTLED:
+        return UpstreamThrottled("Bedrock is throttling or the model is not ready")
+    if code == "ModelTimeoutException":
+        return DeadlineExceeded("the Bedrock model timed out", code="upstream_timeout")
+    if code in _UNAVAILABLE:
+        return ServiceUnavailable("Bedrock is unavailable", code="upstream_unavailable")
+    if code in ("ModelErrorException", "ModelStreamErrorException"):
+        return UpstreamError("the Bedrock model failed to answer", code="upstream_model_error")
+    # Unknown codes: only a status that says "try elsewhere" earns a fallback-able error.
+    if http_status == 429:
+        return UpstreamThrottled("Bedrock is throttling")
+    if http_status == 503:
+        return ServiceUnavailable("Bedrock is unavailable", code="upstream_unavailable")
+    return UpstreamError("Bedrock returned an unexpected error", code="upstream_error")

@@ -1,0 +1,228 @@
+"""A loopback server that speaks Bedrock runtime's wire protocol (restJson1 + AWS event stream), so
+tests drive the REAL boto3 client (serialisation, error parsing, retries, timeouts) via endpoint_url.
+
+    with FakeBedrock({"m1": [Fail("ThrottlingException"), Reply("ok")]}) as fake:
+        ... endpoint_url=fake.endpoint_url ...
+
+A model's script is one behaviour or a list played one per call (the last one repeats).
+"""
+from __future__ import annotations
+
+import binascii
+import json
+import struct
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Mapping, Sequence, Union
+from urllib.parse import unquote
+
+# HTTP status per error code, from botocore's bedrock-runtime model (and FACTS.md).
+ERROR_STATUS = {
+    "AccessDeniedException": 403, "ResourceNotFoundException": 404, "ThrottlingException": 429,
+    "ModelNotReadyException": 429, "ModelTimeoutException": 408, "ModelErrorException": 424,
+    "ValidationException": 400, "InternalServerException": 500, "ServiceUnavailableException": 503,
+    "ServiceQuotaExceededException": 400,
+}
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str | None = None  # None: echo the last user text
+    tool_use: Mapping[str, Any] | None = None  # {"name": ..., "input": {...}}
+    stop_reason: str | None = None  # default: tool_use with a tool, else end_turn
+    cache_read: int = 0
+    cache_write: int = 0
+
+
+@dataclass(frozen=True)
+class Fail:
+    code: str
+    message: str = "upstream said something that may quote the prompt: SECRET-PROMPT-TEXT"
+
+
+@dataclass(frozen=True)
+class Hang:
+    seconds: float
+    then: Reply = field(default_factory=Reply)
+
+
+@dataclass(frozen=True)
+class StreamFail:
+    exception_type: str = "modelStreamErrorException"  # the stream member name, camelCase
+    after_events: int = 2
+
+
+Behaviour = Union[Reply, Fail, Hang, StreamFail]
+
+
+def frame(headers: Mapping[str, str], payload: bytes) -> bytes:
+    """One event-stream message: prelude (total len, headers len, CRC32), string headers (type 7),
+    payload, message CRC32 over everything before it."""
+    encoded = b"".join(
+        struct.pack(">B", len(name.encode())) + name.encode() + b"\x07"
+        + struct.pack(">H", len(value.encode())) + value.encode()
+        for name, value in headers.items()
+    )
+    total = 12 + len(encoded) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(encoded))
+    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + encoded + payload
+    return message + struct.pack(">I", binascii.crc32(message))
+
+
+def event(event_type: str, body: Mapping[str, Any]) -> bytes:
+    return frame({":message-type": "event", ":event-type": event_type,
+                  ":content-type": "application/json"}, json.dumps(body).encode())
+
+
+def exception_frame(exception_type: str, message: str) -> bytes:
+    return frame({":message-type": "exception", ":exception-type": exception_type,
+                  ":content-type": "application/json"}, json.dumps({"message": message}).encode())
+
+
+class FakeBedrock:
+    def __init__(self, script: Mapping[str, Behaviour | Sequence[Behaviour]] | None = None) -> None:
+        self.script: dict[str, Behaviour | Sequence[Behaviour]] = dict(script or {})
+        self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True  # a hung handler must not block close()
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "FakeBedrock":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()  # wakes hung handlers
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def behaviour(self, model_id: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> Behaviour:
+        with self._lock:
+            self.requests.append((path, body, headers))
+            n = self.calls.get(model_id, 0)
+            self.calls[model_id] = n + 1
+            planned = self.script.get(model_id, Reply())
+        if isinstance(planned, (Reply, Fail, Hang, StreamFail)):
+            return planned
+        return planned[min(n, len(planned) - 1)]
+
+
+def _handler(fake: FakeBedrock) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            parts = self.path.split("/")  # /model/{id}/converse[-stream]
+            if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream"):
+                return self._json(404, {"message": "unknown route"}, "UnknownOperationException")
+            model_id, body = unquote(parts[2]), json.loads(raw or b"{}")
+            behaviour = fake.behaviour(model_id, self.path, body, {k.lower(): v for k, v in self.headers.items()})
+            if isinstance(behaviour, Hang):
+                if fake.stopping.wait(behaviour.seconds):
+                    return
+                behaviour = behaviour.then
+            if isinstance(behaviour, Fail):
+                return self._json(ERROR_STATUS.get(behaviour.code, 500), {"message": behaviour.message},
+                                  behaviour.code)
+            reply = behaviour if isinstance(behaviour, Reply) else Reply()
+            if parts[3] == "converse":
+                return self._json(200, _converse_body(body, reply))
+            frames = _stream_frames(body, reply)
+            if isinstance(behaviour, StreamFail):
+                frames = frames[: behaviour.after_events] + [
+                    exception_frame(behaviour.exception_type, "model stream failed: SECRET-PROMPT-TEXT")]
+            self._send(200, b"".join(frames), "application/vnd.amazon.eventstream")
+
+        def _json(self, status: int, body: Any, error_type: str | None = None) -> None:
+            extra = {}
+            if error_type:  # how restJson1 services name the error; botocore reads this header first
+                extra["x-amzn-ErrorType"] = f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+            self._send(status, json.dumps(body).encode(), "application/json", extra)
+
+        def _send(self, status: int, payload: bytes, content_type: str,
+                  extra: Mapping[str, str] | None = None) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout test)
+
+    return Handler
+
+
+def _last_user_text(body: Mapping[str, Any]) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user":
+            texts = [b["text"] for b in message.get("content", []) if "text" in b]
+            if texts:
+                return texts[-1]
+    return ""
+
+
+def _usage(body: Mapping[str, Any], text: str, reply: Reply) -> dict[str, int]:
+    prompt = sum(len(json.dumps(m)) for m in body.get("messages", [])) // 4 + 1
+    output = len(text) // 4 + 1
+    usage = {"inputTokens": prompt, "outputTokens": output,
+             "totalTokens": prompt + output + reply.cache_read + reply.cache_write}
+    if reply.cache_read or reply.cache_write:
+        usage.update(cacheReadInputTokens=reply.cache_read, cacheWriteInputTokens=reply.cache_write)
+    return usage
+
+
+def _reply_parts(body: Mapping[str, Any], reply: Reply) -> tuple[str, str]:
+    text = reply.text if reply.text is not None else ("" if reply.tool_use else _last_user_text(body))
+    stop = reply.stop_reason or ("tool_use" if reply.tool_use else "end_turn")
+    return text, stop
+
+
+def _converse_body(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
+    text, stop = _reply_parts(body, reply)
+    content: list[dict[str, Any]] = [{"text": text}] if text else []
+    if reply.tool_use:
+        content.append({"toolUse": {"toolUseId": "tooluse_fake1", "name": reply.tool_use["name"],
+                                    "input": reply.tool_use.get("input", {})}})
+    return {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
+            "usage": _usage(body, text, reply), "metrics": {"latencyMs": 7}}
+
+
+def _stream_frames(body: Mapping[str, Any], reply: Reply) -> list[bytes]:
+    text, stop = _reply_parts(body, reply)
+    frames = [event("messageStart", {"role": "assistant"})]
+    index = 0
+    if text:
+        pieces = [text[i:i + 5] for i in range(0, len(text), 5)]
+        frames += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": p}}) for p in pieces]
+        frames.append(event("contentBlockStop", {"contentBlockIndex": 0}))
+        index = 1
+    if reply.tool_use:
+        frames.append(event("contentBlockStart", {"contentBlockIndex": index, "start": {"toolUse": {
+            "toolUseId": "tooluse_fake1", "name": reply.tool_use["name"]}}}))
+        arguments = json.dumps(reply.tool_use.get("input", {}))
+        half = len(arguments) // 2  # split mid-token, as Bedrock does
+        for piece in (arguments[:half], arguments[half:]):
+            frames.append(event("contentBlockDelta", {"contentBlockIndex": index,
+                                                      "delta": {"toolUse": {"input": piece}}}))
+        frames.append(event("contentBlockStop", {"contentBlockIndex": index}))
+    frames.append(event("messageStop", {"stopReason": stop}))
+    frames.append(event("metadata", {"usage": _usage(body, text, reply), "metrics": {"latencyMs": 7}}))
+    return frames

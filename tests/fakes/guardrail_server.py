@@ -1,0 +1,159 @@
+"""A loopback Bedrock runtime that answers ApplyGuardrail (restJson1,
+`POST /guardrail/{id}/version/{version}/apply`), so tests drive the REAL boto3 client.
+
+    with FakeGuardrail({"gr-1": Rules(denied_words=("CANARY",))}) as fake:
+        boto3.client("bedrock-runtime", endpoint_url=fake.endpoint_url, region_name="us-east-1")
+
+A guardrail's script is one behaviour or a list played one per call (the last repeats); an id not in
+the script answers ResourceNotFoundException (404), as Bedrock does for a wrong id or version.
+`Rules` reads the content like a configured guardrail would, and answers assessments shaped as
+botocore's model (with the raw `match`, as AWS does: adapters must drop it).
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Mapping, Sequence, Union
+from urllib.parse import unquote
+
+ERROR_STATUS = {
+    "AccessDeniedException": 403, "ResourceNotFoundException": 404, "ThrottlingException": 429,
+    "InternalServerException": 500, "ServiceUnavailableException": 503, "ValidationException": 400,
+    "ServiceQuotaExceededException": 400,
+}
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+ATTACK = re.compile(r"ignore (?:all )?previous instructions", re.IGNORECASE)
+BLOCKED_MESSAGE = "Sorry, the model cannot answer this question."
+
+
+@dataclass(frozen=True)
+class Rules:
+    denied_words: tuple[str, ...] = ()  # wordPolicy customWords, BLOCKED
+    anonymize_emails: bool = False  # sensitiveInformationPolicy EMAIL, ANONYMIZED -> {EMAIL}
+    prompt_attack: bool = False  # contentPolicy PROMPT_ATTACK on INPUT, BLOCKED
+    combined_output: bool = False  # answer one output for all content blocks, joined by "\n"
+
+
+@dataclass(frozen=True)
+class Fail:
+    code: str
+    message: str = "guardrail failed while reading: SECRET-GUARDRAIL-TEXT"
+
+
+@dataclass(frozen=True)
+class Hang:
+    seconds: float
+
+
+Behaviour = Union[Rules, Fail, Hang]
+
+
+class FakeGuardrail:
+    def __init__(self, script: Mapping[str, Behaviour | Sequence[Behaviour]] | None = None) -> None:
+        self.script = dict(script or {})
+        # (id, version, source, content blocks, outputScope): no text is kept
+        self.requests: list[tuple[str, str, str, int, str | None]] = []
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "FakeGuardrail":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def behaviour(self, gid: str, version: str, body: Mapping[str, Any]) -> Behaviour | None:
+        with self._lock:
+            n = sum(1 for r in self.requests if r[0] == gid)
+            self.requests.append((gid, version, str(body.get("source")), len(body.get("content", [])),
+                                  body.get("outputScope")))
+            planned = self.script.get(gid)
+        if planned is None or isinstance(planned, (Rules, Fail, Hang)):
+            return planned
+        return planned[min(n, len(planned) - 1)]
+
+
+def apply_rules(rules: Rules, source: str, texts: list[str]) -> dict[str, Any]:
+    assessment: dict[str, Any] = {}
+    words = [{"match": w, "action": "BLOCKED", "detected": True}
+             for w in rules.denied_words for t in texts if re.search(rf"\b{re.escape(w)}\b", t, re.I)]
+    if words:
+        assessment["wordPolicy"] = {"customWords": words}
+    if rules.prompt_attack and source == "INPUT" and any(ATTACK.search(t) for t in texts):
+        assessment["contentPolicy"] = {"filters": [{"type": "PROMPT_ATTACK", "confidence": "HIGH",
+                                                    "filterStrength": "HIGH", "action": "BLOCKED",
+                                                    "detected": True}]}
+    emails = [m.group() for t in texts for m in EMAIL.finditer(t)] if rules.anonymize_emails else []
+    if emails:
+        assessment["sensitiveInformationPolicy"] = {"piiEntities": [
+            {"match": e, "type": "EMAIL", "action": "ANONYMIZED", "detected": True} for e in emails]}
+    usage = {"topicPolicyUnits": 0, "contentPolicyUnits": len(texts), "wordPolicyUnits": len(texts),
+             "sensitiveInformationPolicyUnits": len(texts), "sensitiveInformationPolicyFreeUnits": 0,
+             "contextualGroundingPolicyUnits": 0}
+    if not assessment:
+        return {"action": "NONE", "outputs": [], "assessments": [{}], "usage": usage}
+    if "wordPolicy" in assessment or "contentPolicy" in assessment:
+        outputs = [{"text": BLOCKED_MESSAGE}]
+    else:
+        masked = [EMAIL.sub("{EMAIL}", t) for t in texts]
+        outputs = [{"text": "\n".join(masked)}] if rules.combined_output else [{"text": m} for m in masked]
+    return {"action": "GUARDRAIL_INTERVENED", "actionReason": "Guardrail blocked.",
+            "outputs": outputs, "assessments": [assessment], "usage": usage}
+
+
+def _handler(fake: FakeGuardrail) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            parts = self.path.split("/")  # /guardrail/{id}/version/{version}/apply
+            if len(parts) != 6 or parts[1] != "guardrail" or parts[3] != "version" or parts[5] != "apply":
+                return self._json(404, {"message": "unknown route"}, "UnknownOperationException")
+            gid, version, body = unquote(parts[2]), unquote(parts[4]), json.loads(raw or b"{}")
+            behaviour = fake.behaviour(gid, version, body)
+            if isinstance(behaviour, Hang):
+                if fake.stopping.wait(behaviour.seconds):
+                    return
+                behaviour = Rules()
+            if behaviour is None:
+                return self._json(404, {"message": "The guardrail was not found."}, "ResourceNotFoundException")
+            if isinstance(behaviour, Fail):
+                return self._json(ERROR_STATUS.get(behaviour.code, 500), {"message": behaviour.message},
+                                  behaviour.code)
+            texts = [str(block.get("text", {}).get("text", "")) for block in body.get("content", [])]
+            self._json(200, apply_rules(behaviour, str(body.get("source")), texts))
+
+        def _json(self, status: int, body: Any, error_type: str | None = None) -> None:
+            payload = json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
+                if error_type:
+                    self.send_header("x-amzn-ErrorType", f"{error_type}:http://internal.amazon.com/coral/")
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    return Handler
