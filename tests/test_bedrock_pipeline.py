@@ -167,3 +167,13 @@ def test_calls_go_through_the_operations_role(tmp_path: Path, fake: FakeBedrock,
 def assert_no_hold(g: Garden) -> None:
     now = time.time()
     assert g.ledger.usage("test-app", time.strftime("%Y-%m-%d", time.gmtime(now)), now).reserved == 0
+
+
+def test_open_breaker_stops_calling_a_dead_deployment(tmp_path: Path, fake: FakeBedrock) -> None:
+    fake.script[PRIMARY] = Fail("ServiceUnavailableException")
+    with garden_with(tmp_path, GARDEN_BREAKER_THRESHOLD="2", GARDEN_BREAKER_COOLDOWN_S="300") as g:
+        statuses = [g.chat(CHAT).status_code for _ in range(7)]
+    assert statuses == [200] * 7  # the secondary served every request
+    calls = models_called(fake)
+    # Two failing requests (botocore tries each twice) open the circuit; then no more calls.
+    assert calls.count(PRIMARY) == 4 and calls.count(SECONDARY) == 7
