@@ -41,8 +41,8 @@ def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
     parts: dict[str, Any] = {
         "identity": lambda: _identity(settings),
         "quota": lambda: _quota(settings),
-        "pii": _pii,
-        "guardrail": _guardrail,
+        "pii": lambda: _pii(settings),
+        "guardrail": lambda: _guardrail(settings),
         "router": lambda: _router(settings, catalog, overrides.pop("providers", None)),
         "audit": lambda: _audit(settings),
         "telemetry": _telemetry,
@@ -78,16 +78,50 @@ def _quota(settings: Settings) -> Any:
     return QuotaKeeper(SqliteLedger(settings.home / "garden.sqlite3"), settings.request_timeout_s)
 
 
-def _pii() -> Any:
+def _pii(settings: Settings) -> Any:
+    if settings.pii == "comprehend":
+        from chalicelib.pii.comprehend import ComprehendPiiDetector
+
+        return ComprehendPiiDetector(_aws_client("comprehend", settings.aws_region, read_timeout=5))
     from chalicelib.pii.local import LocalPiiDetector
 
     return LocalPiiDetector()
 
 
-def _guardrail() -> Any:
+def _guardrail(settings: Settings) -> Any:
     from chalicelib.guardrails.local import LocalGuardrail
 
+    if settings.guardrail == "bedrock":
+        from chalicelib.guardrails.bedrock import BedrockGuardrail
+        from chalicelib.guardrails.chain import GuardrailChain
+
+        bedrock = BedrockGuardrail(_aws_client("bedrock-runtime", settings.aws_region, read_timeout=5))
+        return GuardrailChain(LocalGuardrail(), bedrock)
     return LocalGuardrail()
+
+
+def _aws_client(service: str, region: str, read_timeout: int) -> Any:
+    """A factory for a boto3 client, called on first use: boto3 costs ~200 ms to import."""
+
+    def make() -> Any:
+        import boto3
+        from botocore.config import Config
+
+        _quiet_botocore()
+        config = Config(connect_timeout=2, read_timeout=read_timeout,
+                        retries={"mode": "standard", "total_max_attempts": 2})
+        return boto3.client(service, region_name=region, config=config)
+
+    return make
+
+
+def _quiet_botocore() -> None:
+    # botocore logs request bodies, prompts included, at DEBUG: never let a root logger's DEBUG
+    # reach them (memoryless).
+    import logging
+
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _router(settings: Settings, catalog: Catalog, providers: Mapping[str, Any] | None) -> Any:
@@ -113,6 +147,7 @@ def _providers(settings: Settings, catalog: Catalog) -> dict[str, Any]:
 def _bedrock(settings: Settings) -> Any:
     from chalicelib.providers.bedrock.provider import BedrockProvider, bedrock_client_factory
 
+    _quiet_botocore()
     credentials = None
     if settings.ops_role_arn:
         from chalicelib.aws.sts_credentials import AssumedRoleCredentials
@@ -126,6 +161,7 @@ def _sts_client(settings: Settings) -> Any:
     def make() -> Any:
         import boto3  # here, not at import: ~200 ms that only a Bedrock route needs
 
+        _quiet_botocore()
         return boto3.client("sts", region_name=settings.bedrock_region)
 
     return make

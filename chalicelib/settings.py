@@ -18,8 +18,8 @@ DEFAULT_CATALOG = Path(__file__).parent / "defaults" / "catalog.json"
 _CHOICES = {
     "GARDEN_IDENTITY": ("local", "iam"),
     "GARDEN_STORE": ("sqlite",),
-    "GARDEN_PII": ("local",),
-    "GARDEN_GUARDRAIL": ("local",),
+    "GARDEN_PII": ("local", "comprehend"),
+    "GARDEN_GUARDRAIL": ("local", "bedrock"),
     "GARDEN_AUDIT": ("file",),
 }
 
@@ -43,6 +43,7 @@ class Settings:
     bedrock_max_attempts: int  # botocore attempts per deployment, first call included
     breaker_threshold: int  # consecutive failures that open a deployment's circuit
     breaker_cooldown_s: float  # how long it stays open before one probe
+    aws_region: str  # the gateway's own region: Comprehend, Bedrock Guardrails, DynamoDB, S3
 
     @property
     def local_credentials_path(self) -> Path:
@@ -73,6 +74,7 @@ class Settings:
             bedrock_max_attempts=_positive_int(env, "GARDEN_BEDROCK_MAX_ATTEMPTS", 2),
             breaker_threshold=_positive_int(env, "GARDEN_BREAKER_THRESHOLD", 5),
             breaker_cooldown_s=float(_positive_int(env, "GARDEN_BREAKER_COOLDOWN_S", 30)),
+            aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
         )
 
 

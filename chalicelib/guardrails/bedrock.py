@@ -49,8 +49,8 @@ class BedrockGuardrail:
         sent = [i for i, text in enumerate(texts) if text]
         if policy.bedrock_id is None or not sent:
             return PASS
-        texts = list(texts)
-        response = self._apply([texts[i] for i in sent], source, policy)
+        items = list(texts)
+        response = self._apply([items[i] for i in sent], source, policy)
         if response.get("action") != "GUARDRAIL_INTERVENED":
             return PASS
         blocked, masked = _categories(response.get("assessments") or [])
@@ -60,11 +60,11 @@ class BedrockGuardrail:
             return GuardrailVerdict(BLOCKED, ("GUARDRAIL",))
         outputs = _output_texts(response)
         if len(outputs) == len(sent):
-            rewritten = list(texts)
+            rewritten = list(items)
             for i, output in zip(sent, outputs):
                 rewritten[i] = output
             return GuardrailVerdict(MASKED, _unique(masked), tuple(rewritten))
-        return self._one_by_one(texts, source, policy)
+        return self._one_by_one(items, source, policy)
 
     def _one_by_one(self, texts: list[str], source: str, policy: GuardrailPolicy) -> GuardrailVerdict:
         rewritten: list[str] = []

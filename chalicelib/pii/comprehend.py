@@ -8,8 +8,8 @@ Facts this adapter relies on (Comprehend API reference and developer guide):
   documented example (pinned in tests/adapters/test_comprehend.py).
 - PII detection supports only `en` and `es`; any other language is sent as `en` rather than
   failing: English rules still find emails, cards, phones and most ids in other languages.
-- botocore 1.44's model lists smithy-rpc-v2-cbor before JSON 1.1 for Comprehend, so the client
-  speaks CBOR (`POST /service/Comprehend_20171127/operation/DetectPiiEntities`); botocore hides it.
+- botocore 1.44's Comprehend model lists ["smithy-rpc-v2-cbor", "json"]; botocore resolves JSON 1.1
+  (its own priority order puts json first), the protocol the tests' fake speaks.
 
 Memoryless: no text is logged or put into an exception; failures log the AWS error code only.
 """

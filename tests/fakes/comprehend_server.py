@@ -1,9 +1,9 @@
 """A loopback Amazon Comprehend that answers DetectPiiEntities with offsets computed on the text it
 was sent (moto answers canned offsets), so tests drive the REAL boto3 client through endpoint_url.
 
-botocore 1.44 speaks smithy-rpc-v2-cbor to Comprehend (its model lists that protocol first):
-`POST /service/Comprehend_20171127/operation/DetectPiiEntities`, CBOR bodies. The fake also answers
-JSON 1.1 (`POST /`, `X-Amz-Target: Comprehend_20171127.DetectPiiEntities`) for older clients.
+Protocol: JSON 1.1, `POST /` with `X-Amz-Target: Comprehend_20171127.DetectPiiEntities`. botocore
+1.44's model also lists smithy-rpc-v2-cbor, but botocore resolves json first; if a later botocore
+switched, this fake would answer 404 and the tests would say so.
 
     with FakeComprehend([Throttle(), Detect()]) as fake:   # one behaviour per call; the last repeats
         boto3.client("comprehend", endpoint_url=fake.endpoint_url, region_name="us-east-1")
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +23,6 @@ from typing import Any, Sequence, Union
 
 MAX_BYTES = 100_000
 TARGET = "Comprehend_20171127.DetectPiiEntities"
-CBOR_PATH = "/service/Comprehend_20171127/operation/DetectPiiEntities"
 PATTERNS = (
     ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
     ("CREDIT_DEBIT_NUMBER", re.compile(r"(?<!\d)\d{4}(?:[ -]?\d{4}){3}(?!\d)")),
@@ -69,7 +67,7 @@ def find_entities(text: str) -> list[dict[str, Any]]:
 class FakeComprehend:
     def __init__(self, script: Behaviour | Sequence[Behaviour] = Detect()) -> None:
         self.script = [script] if isinstance(script, (Detect, Canned, Fail, Hang)) else list(script)
-        self.requests: list[dict[str, Any]] = []  # {"bytes", "chars", "language", "protocol"}
+        self.requests: list[dict[str, Any]] = []  # {"bytes", "chars", "language"}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -91,11 +89,11 @@ class FakeComprehend:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def next_behaviour(self, text: str, language: str, protocol: str) -> Behaviour:
+    def next_behaviour(self, text: str, language: str) -> Behaviour:
         with self._lock:
             n = len(self.requests)
             self.requests.append({"bytes": len(text.encode("utf-8")), "chars": len(text),
-                                  "language": language, "protocol": protocol})
+                                  "language": language})
             return self.script[min(n, len(self.script) - 1)]
 
 
@@ -108,17 +106,11 @@ def _handler(fake: FakeComprehend) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if self.path == CBOR_PATH:
-                self.cbor = True
-                body = cbor_decode(raw)
-            elif self.path == "/" and self.headers.get("X-Amz-Target") == TARGET:
-                self.cbor = False
-                body = json.loads(raw or b"{}")
-            else:
-                self.cbor = self.headers.get("smithy-protocol") == "rpc-v2-cbor"
+            if self.path != "/" or self.headers.get("X-Amz-Target") != TARGET:
                 return self._error(404, "UnknownOperationException", "unknown operation")
+            body = json.loads(raw or b"{}")
             text, language = str(body.get("Text", "")), str(body.get("LanguageCode", ""))
-            behaviour = fake.next_behaviour(text, language, "cbor" if self.cbor else "json")
+            behaviour = fake.next_behaviour(text, language)
             if isinstance(behaviour, Hang):
                 if fake.stopping.wait(behaviour.seconds):
                     return
@@ -135,16 +127,11 @@ def _handler(fake: FakeComprehend) -> type[BaseHTTPRequestHandler]:
             self._send(200, {"Entities": entities})
 
         def _error(self, status: int, code: str, message: str) -> None:
-            # rpc-v2-cbor names errors by shape id; JSON 1.1 by bare name. botocore reads both.
-            name = f"com.amazonaws.comprehend#{code}" if self.cbor else code
-            self._send(status, {"__type": name, "message": message})
+            self._send(status, {"__type": code, "message": message})
 
         def _send(self, status: int, body: dict[str, Any]) -> None:
-            if self.cbor:
-                payload, headers = cbor_encode(body), {"Content-Type": "application/cbor",
-                                                       "smithy-protocol": "rpc-v2-cbor"}
-            else:
-                payload, headers = json.dumps(body).encode(), {"Content-Type": "application/x-amz-json-1.1"}
+            payload = json.dumps(body).encode()
+            headers = {"Content-Type": "application/x-amz-json-1.1"}
             try:
                 self.send_response(status)
                 for name, value in {**headers, "Content-Length": str(len(payload)),
@@ -156,73 +143,3 @@ def _handler(fake: FakeComprehend) -> type[BaseHTTPRequestHandler]:
                 pass  # the client gave up (timeout test)
 
     return Handler
-
-
-# A minimal CBOR (RFC 8949) codec: what botocore sends and reads for this operation, no more.
-def cbor_encode(value: Any) -> bytes:
-    if value is None:
-        return b"\xf6"
-    if isinstance(value, bool):
-        return b"\xf5" if value else b"\xf4"
-    if isinstance(value, int):
-        return _head(0, value) if value >= 0 else _head(1, -1 - value)
-    if isinstance(value, float):
-        return b"\xfb" + struct.pack(">d", value)
-    if isinstance(value, str):
-        data = value.encode("utf-8")
-        return _head(3, len(data)) + data
-    if isinstance(value, (list, tuple)):
-        return _head(4, len(value)) + b"".join(cbor_encode(v) for v in value)
-    if isinstance(value, dict):
-        return _head(5, len(value)) + b"".join(cbor_encode(k) + cbor_encode(v) for k, v in value.items())
-    raise TypeError(type(value).__name__)
-
-
-def _head(major: int, n: int) -> bytes:
-    for limit, extra, fmt in ((24, None, ""), (1 << 8, 24, ">B"), (1 << 16, 25, ">H"), (1 << 32, 26, ">I")):
-        if n < limit:
-            return bytes([major << 5 | n]) if extra is None else bytes([major << 5 | extra]) + struct.pack(fmt, n)
-    return bytes([major << 5 | 27]) + struct.pack(">Q", n)
-
-
-def cbor_decode(data: bytes) -> Any:
-    value, _ = _item(data, 0)
-    return value
-
-
-def _item(data: bytes, i: int) -> tuple[Any, int]:
-    major, info, i = data[i] >> 5, data[i] & 0x1F, i + 1
-    if major == 7:
-        simple = {20: False, 21: True, 22: None, 23: None}
-        if info in simple:
-            return simple[info], i
-        size, fmt = {25: (2, ">e"), 26: (4, ">f"), 27: (8, ">d")}[info]
-        return struct.unpack(fmt, data[i:i + size])[0], i + size
-    if info == 31:  # indefinite length: items until the break byte 0xff
-        items: list[Any] = []
-        while data[i] != 0xFF:
-            item, i = _item(data, i)
-            items.append(item)
-        i += 1
-        if major in (2, 3):
-            return (b"" if major == 2 else "").join(items), i
-        return (items if major == 4 else dict(zip(items[::2], items[1::2]))), i
-    if info < 24:
-        n = info
-    else:
-        size = 1 << (info - 24)
-        n, i = int.from_bytes(data[i:i + size], "big"), i + size
-    if major == 0:
-        return n, i
-    if major == 1:
-        return -1 - n, i
-    if major in (2, 3):
-        raw = data[i:i + n]
-        return (raw if major == 2 else raw.decode("utf-8")), i + n
-    if major == 6:  # a tag: keep the tagged value
-        return _item(data, i)
-    out: list[Any] = []
-    for _ in range(n * (2 if major == 5 else 1)):
-        item, i = _item(data, i)
-        out.append(item)
-    return (out if major == 4 else dict(zip(out[::2], out[1::2]))), i
