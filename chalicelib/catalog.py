@@ -42,6 +42,7 @@ class PiiPolicy:
     output: Mapping[str, str]
     allow_terms: tuple[str, ...] = ()
     fail_open: bool = False
+    language: str = "en"  # what Comprehend is told the text is in: en or es
 
     def action(self, direction: str, entity_type: str) -> str:
         rules = self.input if direction == "input" else self.output
@@ -166,6 +167,7 @@ def _app(a: dict[str, Any]) -> App:
             output=MappingProxyType(dict(pii.get("output", {}))),
             allow_terms=tuple(pii.get("allow_terms", ())),
             fail_open=pii.get("on_unavailable") == "fail_open",
+            language=pii.get("language", "en"),
         ),
         guardrail=GuardrailPolicy(
             denied_words=tuple(guard.get("denied_words", ())),

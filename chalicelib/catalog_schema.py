@@ -88,6 +88,7 @@ CATALOG_SCHEMA: dict[str, Any] = {
                         "input": _DIRECTION_POLICY,
                         "output": _DIRECTION_POLICY,
                         "allow_terms": {"type": "array", "items": {"type": "string"}},
+                        "language": {"enum": ["en", "es"]},
                         "on_unavailable": {"enum": ["fail_closed", "fail_open"]},
                     },
                 },

@@ -222,7 +222,7 @@ class Pipeline:
         if not text:
             return text, PiiOutcome()
         try:
-            entities = self._pii.detect(text)
+            entities = self._pii.detect(text, app.pii.language)
         except ServiceUnavailable:
             if not app.pii.fail_open:
                 raise  # fail closed: no unscreened text reaches a model or a caller

@@ -209,6 +209,11 @@ def validate____defs_app(data, custom_formats={}, name_prefix=None):
                         for data__pii__allowterms_x, data__pii__allowterms_item in enumerate(data__pii__allowterms):
                             if not isinstance(data__pii__allowterms_item, str):
                                 raise JsonSchemaValueException('' + (name_prefix or 'data') + '.pii.allow_terms[{data__pii__allowterms_x}]'.format(**locals()) + ' must be string', value=data__pii__allowterms_item, name='' + (name_prefix or 'data') + '.pii.allow_terms[{data__pii__allowterms_x}]'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                if 'language' in data__pii_keys:
+                    data__pii_keys.remove('language')
+                    data__pii__language = data__pii['language']
+                    if not (isinstance(data__pii__language, str) and data__pii__language == 'en' or (isinstance(data__pii__language, str) and data__pii__language == 'es')):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".pii.language must be one of ['en', 'es']", value=data__pii__language, name='' + (name_prefix or 'data') + '.pii.language', definition={'enum': ['en', 'es']}, rule='enum')
                 if 'on_unavailable' in data__pii_keys:
                     data__pii_keys.remove('on_unavailable')
                     data__pii__onunavailable = data__pii['on_unavailable']
