@@ -2,7 +2,7 @@
 
 Routes and wiring only; the pipeline lives in chalicelib/ (see chalicelib/pipeline.py).
 """
-from chalice import Chalice, IAMAuthorizer
+from chalice import Chalice, IAMAuthorizer, Rate
 
 from chalicelib import web
 from chalicelib.pipeline import Pipeline
@@ -35,3 +35,9 @@ def list_models():
 @app.route("/v1/models/{model_id}", methods=["GET"], authorizer=iam)
 def get_model(model_id):
     return web.handle(app.current_request, Pipeline.get_model, model_id)
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES))
+def sweep_reservations(event):
+    """Free quota held by requests that died without settling (a container killed mid-call)."""
+    web.sweep_reservations()

@@ -73,9 +73,17 @@ def _identity(settings: Settings) -> Any:
 
 def _quota(settings: Settings) -> Any:
     from chalicelib.quota import QuotaKeeper
-    from chalicelib.store.sqlite import SqliteLedger
 
-    return QuotaKeeper(SqliteLedger(settings.home / "garden.sqlite3"), settings.request_timeout_s)
+    if settings.store == "dynamodb":
+        from chalicelib.store.dynamodb import DynamoDbLedger
+
+        ledger: Any = DynamoDbLedger(_aws_client("dynamodb", settings.aws_region, read_timeout=3),
+                                     settings.ledger_table)
+    else:
+        from chalicelib.store.sqlite import SqliteLedger
+
+        ledger = SqliteLedger(settings.home / "garden.sqlite3")
+    return QuotaKeeper(ledger, settings.request_timeout_s)
 
 
 def _pii(settings: Settings) -> Any:
@@ -168,6 +176,11 @@ def _sts_client(settings: Settings) -> Any:
 
 
 def _audit(settings: Settings) -> Any:
+    if settings.audit == "s3":
+        from chalicelib.audit_s3 import S3AuditSink
+
+        return S3AuditSink(_aws_client("s3", settings.aws_region, read_timeout=5), settings.audit_bucket or "",
+                           settings.bu_keys, settings.bu_keys["_unidentified"])
     from chalicelib.audit import JsonLinesAuditSink
 
     return JsonLinesAuditSink(settings.home / "audit")

@@ -93,6 +93,9 @@ class Pipeline:
 
         return self._governed(request, "models.retrieve", run)
 
+    def sweep_expired_reservations(self) -> int:
+        return self._quota.sweep(self.catalog.apps)
+
     # ---- the chat pipeline, top to bottom -----------------------------------------------------
 
     def _chat(self, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from chalicelib.catalog import App
 from chalicelib.errors import QuotaExceeded
@@ -62,6 +62,14 @@ class QuotaKeeper:
 
     def release(self, reservation: Reservation) -> None:
         self._ledger.release(reservation.id)
+
+
+    def sweep(self, app_ids: Iterable[str]) -> int:
+        """Free the holds of requests that died without settling, today's and yesterday's (a
+        request may straddle midnight). Run on a schedule (app.py)."""
+        now = self._clock()
+        days = {utc_day(now), utc_day(now - 86400)}
+        return sum(self._ledger.sweep(app_id, day, now) for app_id in app_ids for day in days)
 
 
 def utc_day(epoch_s: float) -> str:

@@ -5,6 +5,7 @@ falls back to its embedded local adapter, so `chalice local` and the tests run w
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,10 @@ DEFAULT_CATALOG = Path(__file__).parent / "defaults" / "catalog.json"
 
 _CHOICES = {
     "GARDEN_IDENTITY": ("local", "iam"),
-    "GARDEN_STORE": ("sqlite",),
+    "GARDEN_STORE": ("sqlite", "dynamodb"),
     "GARDEN_PII": ("local", "comprehend"),
     "GARDEN_GUARDRAIL": ("local", "bedrock"),
-    "GARDEN_AUDIT": ("file",),
+    "GARDEN_AUDIT": ("file", "s3"),
 }
 
 
@@ -44,6 +45,9 @@ class Settings:
     breaker_threshold: int  # consecutive failures that open a deployment's circuit
     breaker_cooldown_s: float  # how long it stays open before one probe
     aws_region: str  # the gateway's own region: Comprehend, Bedrock Guardrails, DynamoDB, S3
+    ledger_table: str  # GARDEN_STORE=dynamodb
+    audit_bucket: str | None  # GARDEN_AUDIT=s3
+    bu_keys: Mapping[str, str]  # GARDEN_AUDIT=s3: business unit -> KMS key ARN, "_unidentified" included
 
     @property
     def local_credentials_path(self) -> Path:
@@ -57,7 +61,7 @@ class Settings:
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
         home = Path(env.get("GARDEN_HOME", ".garden")).expanduser()
-        return cls(
+        settings = cls(
             stage=env.get("GARDEN_STAGE", "local"),
             identity=env.get("GARDEN_IDENTITY", "local"),
             store=env.get("GARDEN_STORE", "sqlite"),
@@ -75,7 +79,26 @@ class Settings:
             breaker_threshold=_positive_int(env, "GARDEN_BREAKER_THRESHOLD", 5),
             breaker_cooldown_s=float(_positive_int(env, "GARDEN_BREAKER_COOLDOWN_S", 30)),
             aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
+            ledger_table=env.get("GARDEN_LEDGER_TABLE", "garden-ledger"),
+            audit_bucket=env.get("GARDEN_AUDIT_BUCKET") or None,
+            bu_keys=_bu_keys(env.get("GARDEN_BU_KEYS", "{}")),
         )
+        if settings.audit == "s3":
+            if not settings.audit_bucket:
+                raise ConfigError("GARDEN_AUDIT=s3 needs GARDEN_AUDIT_BUCKET")
+            if "_unidentified" not in settings.bu_keys:
+                raise ConfigError('GARDEN_BU_KEYS needs a key for "_unidentified" (requests with no app)')
+        return settings
+
+
+def _bu_keys(raw: str) -> Mapping[str, str]:
+    try:
+        keys = json.loads(raw)
+    except ValueError:
+        raise ConfigError("GARDEN_BU_KEYS: expected a JSON object of business unit -> KMS key ARN") from None
+    if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
+        raise ConfigError("GARDEN_BU_KEYS: expected a JSON object of business unit -> KMS key ARN")
+    return keys
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -49,6 +49,11 @@ def handle(request: Request, route: Callable[..., GatewayResponse], *args: str) 
     return respond(route(gateway.pipeline(), req, *args), req.request_id)
 
 
+def sweep_reservations() -> None:
+    swept = gateway.pipeline().sweep_expired_reservations()
+    logging.getLogger(LOGGER_NAME).info(json.dumps({"event": "sweep", "released": swept}))
+
+
 def health() -> Response:
     return Response(body={"status": "ok", "version": VERSION}, status_code=200)
 

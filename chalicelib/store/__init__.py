@@ -4,6 +4,11 @@ A reservation holds the worst case of a request (input estimate + clamped max_to
 request settles or is released. `reserve` must check and write in one atomic step, so concurrent
 requests cannot overshoot a quota; reservations carry an expiry, so a request that dies without
 releasing cannot hold quota forever.
+
+Expired reservations differ between adapters until swept: SQLite stops counting them on its own
+(reserve and usage filter on expiry); DynamoDB counts them in `reserve` and `usage().reserved`
+until `sweep` frees them (its conditions cannot compare a sum of items). Call `sweep` on a
+schedule; after `sweep(app, day, now)` both adapters agree.
 """
 from __future__ import annotations
 
@@ -36,3 +41,8 @@ class Ledger(Protocol):
     def release(self, reservation_id: str) -> None: ...
 
     def usage(self, app_id: str, day: str, now: float) -> DailyUsage: ...
+
+    def sweep(self, app_id: str, day: str, now: float) -> int:
+        """Release the holds of reservations that expired (requests that died without settling);
+        returns how many. Settling a swept reservation still records its usage."""
+        ...

@@ -92,6 +92,13 @@ class SqliteLedger:
         tokens, requests, cost = row if row else (0, 0, 0.0)
         return DailyUsage(tokens=tokens, reserved=held, requests=requests, cost_usd=cost)
 
+    def sweep(self, app_id: str, day: str, now: float) -> int:
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM reservations WHERE app_id = ? AND day = ? AND expires_at <= ?", (app_id, day, now)
+            )
+        return cursor.rowcount
+
     def close(self) -> None:
         self._db.close()
 

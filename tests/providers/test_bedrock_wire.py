@@ -134,7 +134,8 @@ def test_hung_upstream_raises_deadline_exceeded_within_read_timeout(fake: FakeBe
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
         bedrock.complete(make_call(deadline_s=0.9, stream=stream))
-    assert 0.9 <= time.monotonic() - started < 2.0  # read_timeout + 1 s
+    # read_timeout (1 s) plus slack for a loaded 2-core CI machine; the hang itself is 10 s.
+    assert 0.9 <= time.monotonic() - started < 3.0
     assert fake.calls[MODEL] == 2  # the hung call was not retried: its deadline had passed
 
 
