@@ -44,10 +44,13 @@ run: venv
 test: venv $(CHECKOV_VENV)/.installed
 	GARDEN_CHECKOV_PYTHON=$(CURDIR)/$(CHECKOV_VENV)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
+# The package ships bytecode (checked-hash: used only while it matches its source), so a cold
+# Lambda, whose file system is read-only, does not compile every module on each start.
 package: venv
 	rm -rf build/package
 	AWS_DEFAULT_REGION=eu-west-1 AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= \
 		$(BIN)/chalice package --stage prod build/package
+	$(BIN)/python scripts/add_bytecode.py build/package/deployment.zip
 	$(BIN)/cfn-lint build/package/sam.json
 
 # The JSON Schemas compiled to plain Python (no validator library in the Lambda); a test checks freshness.

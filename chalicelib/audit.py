@@ -19,23 +19,29 @@ class AuditSink(Protocol):
 
 
 class JsonLinesAuditSink:
+    _MAX_OPEN = 32  # one file per BU and day: a handful are open at once
+
     def __init__(self, root: Path) -> None:
         self._root = root
         self._lock = threading.Lock()
-        self._made: set[Path] = set()  # folders known to exist: one mkdir per folder, not per line
+        self._open: dict[str, int] = {}  # path -> fd opened O_APPEND: open once, not per line
 
     def write(self, record: RequestRecord) -> None:
         bu = record.business_unit or "_unidentified"
         yyyy, mm, dd = record.timestamp[:10].split("-")
-        path = self._root / bu / yyyy / mm / f"{dd}.jsonl"
+        path = f"{self._root}/{bu}/{yyyy}/{mm}/{dd}.jsonl"
         line = json.dumps(record.to_dict(), separators=(",", ":"), sort_keys=True) + "\n"
         with self._lock:
-            if path.parent not in self._made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(path.parent)
             # One O_APPEND write per record: lines from concurrent writers never interleave.
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line.encode("utf-8"))
-            finally:
-                os.close(fd)
+            os.write(self._fd(path), line.encode("utf-8"))
+
+    def _fd(self, path: str) -> int:
+        fd = self._open.get(path)
+        if fd is None:
+            if len(self._open) >= self._MAX_OPEN:
+                for old in self._open.values():
+                    os.close(old)
+                self._open.clear()
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = self._open[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return fd

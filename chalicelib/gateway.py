@@ -6,7 +6,7 @@ pipeline with `build_pipeline(settings, **overrides)` and install it with `use(.
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from chalicelib.catalog import Catalog, load_catalog
 from chalicelib.pipeline import Pipeline
@@ -153,16 +153,36 @@ def _providers(settings: Settings, catalog: Catalog) -> dict[str, Any]:
 
 
 def _bedrock(settings: Settings) -> Any:
-    from chalicelib.providers.bedrock.provider import BedrockProvider, bedrock_client_factory
+    def build() -> Any:
+        from chalicelib.providers.bedrock.provider import BedrockProvider, bedrock_client_factory
 
-    _quiet_botocore()
-    credentials = None
-    if settings.ops_role_arn:
-        from chalicelib.aws.sts_credentials import AssumedRoleCredentials
+        _quiet_botocore()
+        credentials = None
+        if settings.ops_role_arn:
+            from chalicelib.aws.sts_credentials import AssumedRoleCredentials
 
-        credentials = AssumedRoleCredentials(_sts_client(settings), settings.ops_role_arn)
-    factory = bedrock_client_factory(settings.bedrock_region, credentials, settings.bedrock_max_attempts)
-    return BedrockProvider(client_for=factory)
+            credentials = AssumedRoleCredentials(_sts_client(settings), settings.ops_role_arn)
+        factory = bedrock_client_factory(settings.bedrock_region, credentials, settings.bedrock_max_attempts)
+        return BedrockProvider(client_for=factory)
+
+    return _OnFirstUse(build)
+
+
+class _OnFirstUse:
+    """A provider built on its first call: a request routed to local-echo never pays for Bedrock's
+    modules, and the first Bedrock request pays for boto3 anyway."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._provider: Any = None
+        self._lock = threading.Lock()
+
+    def complete(self, call: Any) -> Any:
+        if self._provider is None:
+            with self._lock:
+                if self._provider is None:
+                    self._provider = self._build()
+        return self._provider.complete(call)
 
 
 def _sts_client(settings: Settings) -> Any:

@@ -35,6 +35,8 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
         ({"model": "local-echo", "messages": [{"role": "user", "content": 42}]}, "messages[0].content"),
         ({"model": "local-echo", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, "messages[0].content[0].type"),
+        ({"model": "local-echo", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+         "messages[0].content[0].text"),
         ({**GOOD, "temperature": 3}, "temperature"),
         ({**GOOD, "top_p": -1}, "top_p"),
         ({**GOOD, "max_tokens": 0}, "max_tokens"),

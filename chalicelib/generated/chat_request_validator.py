@@ -38,47 +38,6 @@ def validate(data, custom_formats={}, name_prefix=None):
                 for data__messages_x, data__messages_item in enumerate(data__messages):
                     if not isinstance(data__messages_item, dict):
                         raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must be object', value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
-                    try:
-                        data__messages_item_is_dict = isinstance(data__messages_item, dict)
-                        if data__messages_item_is_dict:
-                            data__messages_item__missing_keys = set(['tool_calls']) - data__messages_item.keys()
-                            if data__messages_item__missing_keys:
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__missing_keys)) + ' properties'), value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'required': ['tool_calls']}, rule='required')
-                            data__messages_item_keys = set(data__messages_item.keys())
-                            if 'role' in data__messages_item_keys:
-                                data__messages_item_keys.remove('role')
-                                data__messages_item__role = data__messages_item['role']
-                                if not (isinstance(data__messages_item__role, str) and data__messages_item__role == 'assistant'):
-                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + ' must be same as const definition: assistant', value=data__messages_item__role, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + '', definition={'const': 'assistant'}, rule='const')
-                    except (JsonSchemaValueException, JsonSchemaValuesException):
-                        data__messages_item_is_dict = isinstance(data__messages_item, dict)
-                        if data__messages_item_is_dict:
-                            data__messages_item__missing_keys = set(['content']) - data__messages_item.keys()
-                            if data__messages_item__missing_keys:
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__missing_keys)) + ' properties'), value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'required': ['content']}, rule='required')
-                            data__messages_item_keys = set(data__messages_item.keys())
-                            if 'content' in data__messages_item_keys:
-                                data__messages_item_keys.remove('content')
-                                data__messages_item__content = data__messages_item['content']
-                                if not isinstance(data__messages_item__content, (str, list, tuple)):
-                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].content'.format(**locals()) + ' must be string or array', value=data__messages_item__content, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].content'.format(**locals()) + '', definition={'type': ['string', 'array']}, rule='type')
-                    try:
-                        data__messages_item_is_dict = isinstance(data__messages_item, dict)
-                        if data__messages_item_is_dict:
-                            data__messages_item_keys = set(data__messages_item.keys())
-                            if 'role' in data__messages_item_keys:
-                                data__messages_item_keys.remove('role')
-                                data__messages_item__role = data__messages_item['role']
-                                if not (isinstance(data__messages_item__role, str) and data__messages_item__role == 'tool'):
-                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + ' must be same as const definition: tool', value=data__messages_item__role, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].role'.format(**locals()) + '', definition={'const': 'tool'}, rule='const')
-                    except (JsonSchemaValueException, JsonSchemaValuesException):
-                        pass
-                    else:
-                        data__messages_item_is_dict = isinstance(data__messages_item, dict)
-                        if data__messages_item_is_dict:
-                            data__messages_item__missing_keys = set(['tool_call_id']) - data__messages_item.keys()
-                            if data__messages_item__missing_keys:
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__missing_keys)) + ' properties'), value=data__messages_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}]'.format(**locals()) + '', definition={'required': ['tool_call_id']}, rule='required')
                     data__messages_item_is_dict = isinstance(data__messages_item, dict)
                     if data__messages_item_is_dict:
                         data__messages_item__missing_keys = set(['role']) - data__messages_item.keys()
@@ -119,23 +78,6 @@ def validate(data, custom_formats={}, name_prefix=None):
                                             data__messages_item__content_item__text = data__messages_item__content_item['text']
                                             if not isinstance(data__messages_item__content_item__text, str):
                                                 raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].content[{data__messages_item__content_x}].text'.format(**locals()) + ' must be string', value=data__messages_item__content_item__text, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].content[{data__messages_item__content_x}].text'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
-                                    try:
-                                        data__messages_item__content_item_is_dict = isinstance(data__messages_item__content_item, dict)
-                                        if data__messages_item__content_item_is_dict:
-                                            data__messages_item__content_item_keys = set(data__messages_item__content_item.keys())
-                                            if 'type' in data__messages_item__content_item_keys:
-                                                data__messages_item__content_item_keys.remove('type')
-                                                data__messages_item__content_item__type = data__messages_item__content_item['type']
-                                                if not (isinstance(data__messages_item__content_item__type, str) and data__messages_item__content_item__type == 'text'):
-                                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].content[{data__messages_item__content_x}].type'.format(**locals()) + ' must be same as const definition: text', value=data__messages_item__content_item__type, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].content[{data__messages_item__content_x}].type'.format(**locals()) + '', definition={'const': 'text'}, rule='const')
-                                    except (JsonSchemaValueException, JsonSchemaValuesException):
-                                        pass
-                                    else:
-                                        data__messages_item__content_item_is_dict = isinstance(data__messages_item__content_item, dict)
-                                        if data__messages_item__content_item_is_dict:
-                                            data__messages_item__content_item__missing_keys = set(['text']) - data__messages_item__content_item.keys()
-                                            if data__messages_item__content_item__missing_keys:
-                                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.messages[{data__messages_x}].content[{data__messages_item__content_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__messages_item__content_item__missing_keys)) + ' properties'), value=data__messages_item__content_item, name='' + (name_prefix or 'data') + '.messages[{data__messages_x}].content[{data__messages_item__content_x}]'.format(**locals()) + '', definition={'required': ['text']}, rule='required')
                         if 'name' in data__messages_item_keys:
                             data__messages_item_keys.remove('name')
                             data__messages_item__name = data__messages_item['name']

@@ -46,7 +46,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
                              code="invalid_value")
     return ChatRequest(
         model=raw["model"],
-        messages=tuple(_message(m) for m in raw["messages"]),
+        messages=tuple(_message(i, m) for i, m in enumerate(raw["messages"])),
         max_tokens=raw.get("max_completion_tokens") or raw.get("max_tokens"),
         temperature=raw.get("temperature"),
         top_p=raw.get("top_p"),
@@ -85,14 +85,26 @@ def _check_schema(raw: dict[str, Any]) -> None:
         raise InvalidRequest(f"{param}: {rule}", param=param, code="invalid_value") from None
 
 
-def _message(m: dict[str, Any]) -> Message:
+def _message(index: int, m: dict[str, Any]) -> Message:
     role = "system" if m["role"] == "developer" else m["role"]
-    content = m.get("content") or ""
+    content = m.get("content")
+    if content is None and not (role == "assistant" and m.get("tool_calls")):
+        # Only an assistant message that calls tools may go without content.
+        _missing(f"messages[{index}].content")
+    if role == "tool" and not m.get("tool_call_id"):
+        _missing(f"messages[{index}].tool_call_id")
     if isinstance(content, list):
+        for j, part in enumerate(content):
+            if "text" not in part:
+                _missing(f"messages[{index}].content[{j}].text")
         content = "\n".join(part["text"] for part in content)
     calls = tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
                   for c in m.get("tool_calls") or ())
-    return Message(role=role, content=content, tool_calls=calls, tool_call_id=m.get("tool_call_id"))
+    return Message(role=role, content=content or "", tool_calls=calls, tool_call_id=m.get("tool_call_id"))
+
+
+def _missing(param: str) -> None:
+    raise InvalidRequest(f"{param}: is required", param=param, code="invalid_value")
 
 
 def _tool(function: dict[str, Any]) -> Tool:

@@ -1,5 +1,9 @@
 """JSON Schema of the chat completions request fields the gateway reads; others are ignored.
 
+Rules that depend on another field (an assistant message that calls tools may omit its content; a
+tool message names its call) are checked in chat_request.py: compiled `if`/`then` validators
+raise and catch an exception per message, which cost more than the rest of the validation.
+
 The validator in `chalicelib/generated/` is compiled from this schema by
 `scripts/generate_validators.py` (`make validators`); a test fails if they drift apart.
 """
@@ -10,10 +14,8 @@ from typing import Any
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 _TEXT_PART = {
     "type": "object",
-    "required": ["type"],
+    "required": ["type"],  # and "text": checked in chat_request.py, after the type says it is text
     "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
-    "if": {"properties": {"type": {"const": "text"}}},
-    "then": {"required": ["text"]},
 }
 _TOOL_CALL = {
     "type": "object",
@@ -64,18 +66,6 @@ CHAT_REQUEST_SCHEMA: dict[str, Any] = {
                     "tool_calls": {"type": "array", "maxItems": 128, "items": _TOOL_CALL},
                     "tool_call_id": {"type": "string", "minLength": 1},
                 },
-                # Only an assistant message that calls tools may omit its content; a tool message
-                # must say which call it answers.
-                "allOf": [
-                    {
-                        "if": {"properties": {"role": {"const": "assistant"}}, "required": ["tool_calls"]},
-                        "else": {"required": ["content"], "properties": {"content": {"type": ["string", "array"]}}},
-                    },
-                    {
-                        "if": {"properties": {"role": {"const": "tool"}}},
-                        "then": {"required": ["tool_call_id"]},
-                    },
-                ],
             },
         },
         "max_tokens": {"type": ["integer", "null"], "minimum": 1},
