@@ -34,6 +34,10 @@ class Model:
     input_per_1k: float
     output_per_1k: float
     deployments: tuple[Deployment, ...]
+    # Prompt-cache prices (Bedrock bills reads below and writes above the input price);
+    # unset, cached tokens cost what other input tokens cost.
+    cache_read_per_1k: float | None = None
+    cache_write_per_1k: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +155,8 @@ def _model(model_id: str, m: dict[str, Any]) -> Model:
         input_per_1k=float(m["price"]["input_per_1k"]),
         output_per_1k=float(m["price"]["output_per_1k"]),
         deployments=deployments,
+        cache_read_per_1k=m["price"].get("cache_read_per_1k"),
+        cache_write_per_1k=m["price"].get("cache_write_per_1k"),
     )
 
 

@@ -45,6 +45,8 @@ CATALOG_SCHEMA: dict[str, Any] = {
                     "properties": {
                         "input_per_1k": {"type": "number", "minimum": 0},
                         "output_per_1k": {"type": "number", "minimum": 0},
+                        "cache_read_per_1k": {"type": "number", "minimum": 0},
+                        "cache_write_per_1k": {"type": "number", "minimum": 0},
                     },
                 },
                 "deployments": {

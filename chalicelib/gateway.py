@@ -38,17 +38,17 @@ def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
     (`catalog`, `identity`, `quota`, `pii`, `guardrail`, `providers`, `router`, `audit`,
     `telemetry`, and the pipeline's own `clock` / `monotonic`)."""
     catalog = overrides.pop("catalog", None) or load_catalog(settings.catalog_path)
+    providers = overrides.pop("providers", None)
     parts: dict[str, Any] = {
         "identity": lambda: _identity(settings),
         "quota": lambda: _quota(settings),
         "pii": lambda: _pii(settings),
         "guardrail": lambda: _guardrail(settings),
-        "router": lambda: _router(settings, catalog, overrides.pop("providers", None)),
+        "router": lambda: _router(settings, catalog, providers),
         "audit": lambda: _audit(settings),
         "telemetry": _telemetry,
     }
     built = {name: overrides.pop(name) if name in overrides else make() for name, make in parts.items()}
-    overrides.pop("providers", None)
     return Pipeline(
         catalog=catalog,
         **built,
@@ -161,7 +161,8 @@ def _bedrock(settings: Settings) -> Any:
         if settings.ops_role_arn:
             from chalicelib.aws.sts_credentials import AssumedRoleCredentials
 
-            credentials = AssumedRoleCredentials(_sts_client(settings), settings.ops_role_arn)
+            sts = _aws_client("sts", settings.bedrock_region, read_timeout=5)
+            credentials = AssumedRoleCredentials(sts, settings.ops_role_arn)
         factory = bedrock_client_factory(settings.bedrock_region, credentials, settings.bedrock_max_attempts)
         return BedrockProvider(client_for=factory)
 
@@ -183,16 +184,6 @@ class _OnFirstUse:
                 if self._provider is None:
                     self._provider = self._build()
         return self._provider.complete(call)
-
-
-def _sts_client(settings: Settings) -> Any:
-    def make() -> Any:
-        import boto3  # here, not at import: ~200 ms that only a Bedrock route needs
-
-        _quiet_botocore()
-        return boto3.client("sts", region_name=settings.bedrock_region)
-
-    return make
 
 
 def _audit(settings: Settings) -> Any:

@@ -395,6 +395,22 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
                     if isinstance(data__price__outputper1k, (int, float, Decimal)) and (not isinstance(data__price__outputper1k, bool)):
                         if data__price__outputper1k < 0:
                             raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.output_per_1k must be bigger than or equal to 0', value=data__price__outputper1k, name='' + (name_prefix or 'data') + '.price.output_per_1k', definition={'minimum': 0}, rule='minimum')
+                if 'cache_read_per_1k' in data__price_keys:
+                    data__price_keys.remove('cache_read_per_1k')
+                    data__price__cachereadper1k = data__price['cache_read_per_1k']
+                    if not isinstance(data__price__cachereadper1k, (int, float, Decimal)) or isinstance(data__price__cachereadper1k, bool):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.cache_read_per_1k must be number', value=data__price__cachereadper1k, name='' + (name_prefix or 'data') + '.price.cache_read_per_1k', definition={'type': 'number'}, rule='type')
+                    if isinstance(data__price__cachereadper1k, (int, float, Decimal)) and (not isinstance(data__price__cachereadper1k, bool)):
+                        if data__price__cachereadper1k < 0:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.cache_read_per_1k must be bigger than or equal to 0', value=data__price__cachereadper1k, name='' + (name_prefix or 'data') + '.price.cache_read_per_1k', definition={'minimum': 0}, rule='minimum')
+                if 'cache_write_per_1k' in data__price_keys:
+                    data__price_keys.remove('cache_write_per_1k')
+                    data__price__cachewriteper1k = data__price['cache_write_per_1k']
+                    if not isinstance(data__price__cachewriteper1k, (int, float, Decimal)) or isinstance(data__price__cachewriteper1k, bool):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.cache_write_per_1k must be number', value=data__price__cachewriteper1k, name='' + (name_prefix or 'data') + '.price.cache_write_per_1k', definition={'type': 'number'}, rule='type')
+                    if isinstance(data__price__cachewriteper1k, (int, float, Decimal)) and (not isinstance(data__price__cachewriteper1k, bool)):
+                        if data__price__cachewriteper1k < 0:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.cache_write_per_1k must be bigger than or equal to 0', value=data__price__cachewriteper1k, name='' + (name_prefix or 'data') + '.price.cache_write_per_1k', definition={'minimum': 0}, rule='minimum')
                 if data__price_keys:
                     raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price must not contain ' + str(data__price_keys) + ' properties', value=data__price, name='' + (name_prefix or 'data') + '.price', definition={'additionalProperties': False}, rule='additionalProperties')
         if 'deployments' in data_keys:
