@@ -285,6 +285,9 @@ class Pipeline:
         except GatewayError as error:
             response = self.error_response(error)
             record.error_code = error.code
+            # The router names on its errors how far a failed call got: keep that in the record.
+            record.attempts = int(error.headers.get("x-garden-attempts", record.attempts))
+            record.deployment = error.headers.get("x-garden-deployment", record.deployment)
         except Exception as exc:  # an unexpected fault: the caller gets a request id, nothing else
             self._telemetry.fault(request.request_id, exc)
             error = InternalError(f"internal error; quote request id {request.request_id}")

@@ -115,6 +115,7 @@ def test_no_retry_and_no_fallback_on_caller_or_model_errors(tmp_path: Path, fake
         response = g.chat(CHAT)
         assert_no_hold(g)
     assert response.status_code == status
+    assert response.headers["x-garden-attempts"] == "1" and response.headers["x-garden-deployment"] == "haiku"
     assert models_called(fake) == [PRIMARY]
     assert "SECRET-PROMPT-TEXT" not in response.body.decode()  # AWS's message may quote the prompt
 
