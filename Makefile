@@ -42,6 +42,7 @@ run: venv
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 test: venv $(CHECKOV_VENV)/.installed
+	$(BIN)/ruff check .
 	GARDEN_CHECKOV_PYTHON=$(CURDIR)/$(CHECKOV_VENV)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 # The package ships bytecode (checked-hash: used only while it matches its source), so a cold

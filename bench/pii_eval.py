@@ -262,7 +262,7 @@ def main() -> int:
     neg_total: Counter[str] = Counter()
     neg_hit: Counter[str] = Counter()
     samples: dict[str, list[str]] = defaultdict(list)
-    for doc, spans in zip(docs, planted):
+    for doc, spans in zip(docs, planted, strict=True):
         truth = {(b, e, t) for b, e, t in spans if not t.startswith("NEG:")}
         negs = [(b, e, t) for b, e, t in spans if t.startswith("NEG:")]
         for _, _, t in truth:

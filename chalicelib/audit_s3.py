@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from typing import Any, Callable, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.lazy import OnFirstUse
 from chalicelib.record import RequestRecord
 
 UNIDENTIFIED = "_unidentified"
@@ -35,12 +35,10 @@ class S3AuditSink:
         """`keys`: business unit -> KMS key ARN (GARDEN_BU_KEYS); `default_key` encrypts the records
         of unknown or absent BUs (the `_unidentified` key). Give key ARNs, not aliases: the
         audit bucket's policy refuses a PutObject whose key id is not `arn:...:key/*`."""
-        self._factory = client_factory
+        self._client = OnFirstUse(client_factory)
         self._bucket = bucket
         self._keys = dict(keys)
         self._default_key = default_key
-        self._client: Any = None
-        self._lock = threading.Lock()
 
     def write(self, record: RequestRecord) -> None:
         bu = record.business_unit if record.business_unit and _SEGMENT.fullmatch(record.business_unit) \
@@ -55,7 +53,7 @@ class S3AuditSink:
             raise ValueError("request id is not a safe object name")
         body = json.dumps(record.to_dict(), separators=(",", ":"), sort_keys=True).encode("utf-8")
         try:
-            self._client_once().put_object(
+            self._client().put_object(
                 Bucket=self._bucket,
                 Key=f"audit/{bu}/{yyyy}/{mm}/{dd}/{record.request_id}.json",
                 Body=body,
@@ -66,13 +64,3 @@ class S3AuditSink:
             )
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("audit sink unavailable", code="audit_unavailable") from None
-
-    def _client_once(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    try:
-                        self._client = self._factory()
-                    except (ClientError, BotoCoreError):
-                        raise ServiceUnavailable("audit sink unavailable", code="audit_unavailable") from None
-        return self._client

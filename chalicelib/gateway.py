@@ -9,6 +9,7 @@ import threading
 from typing import Any, Callable, Mapping
 
 from chalicelib.catalog import Catalog, load_catalog
+from chalicelib.lazy import OnFirstUse
 from chalicelib.pipeline import Pipeline
 from chalicelib.settings import Settings
 
@@ -108,8 +109,8 @@ def _guardrail(settings: Settings) -> Any:
     return LocalGuardrail()
 
 
-def _aws_client(service: str, region: str, read_timeout: int) -> Any:
-    """A factory for a boto3 client, called on first use: boto3 costs ~200 ms to import."""
+def _aws_client(service: str, region: str, read_timeout: int) -> Callable[[], Any]:
+    """A factory for a boto3 client; adapters call it on first use: boto3 costs ~200 ms to import."""
 
     def make() -> Any:
         import boto3
@@ -166,24 +167,18 @@ def _bedrock(settings: Settings) -> Any:
         factory = bedrock_client_factory(settings.bedrock_region, credentials, settings.bedrock_max_attempts)
         return BedrockProvider(client_for=factory)
 
-    return _OnFirstUse(build)
+    return _BuiltOnFirstCall(build)
 
 
-class _OnFirstUse:
+class _BuiltOnFirstCall:
     """A provider built on its first call: a request routed to local-echo never pays for Bedrock's
     modules, and the first Bedrock request pays for boto3 anyway."""
 
     def __init__(self, build: Callable[[], Any]) -> None:
-        self._build = build
-        self._provider: Any = None
-        self._lock = threading.Lock()
+        self._provider = OnFirstUse(build)
 
     def complete(self, call: Any) -> Any:
-        if self._provider is None:
-            with self._lock:
-                if self._provider is None:
-                    self._provider = self._build()
-        return self._provider.complete(call)
+        return self._provider().complete(call)
 
 
 def _audit(settings: Settings) -> Any:

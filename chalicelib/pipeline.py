@@ -176,7 +176,7 @@ class Pipeline:
         if verdict.action != MASKED or verdict.texts is None:
             return chat
         messages = list(chat.messages)
-        for (i, j), text in zip(slots, verdict.texts):
+        for (i, j), text in zip(slots, verdict.texts, strict=True):  # a short verdict is a bug: fail
             messages[i] = _with_slot_text(messages[i], j, text)
         return chat.with_messages(tuple(messages))
 
@@ -196,7 +196,7 @@ class Pipeline:
         if verdict.action != MASKED or verdict.texts is None:
             return completion
         content, *arguments = verdict.texts
-        calls = tuple(replace(c, arguments=a) for c, a in zip(completion.tool_calls, arguments))
+        calls = tuple(replace(c, arguments=a) for c, a in zip(completion.tool_calls, arguments, strict=True))
         return replace(completion, content=content, tool_calls=calls)
 
     def _redact_output(self, app: App, completion: Completion, record: RequestRecord) -> Completion:

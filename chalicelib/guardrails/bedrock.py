@@ -20,12 +20,12 @@ are read here and dropped. customWords report "DENIED_WORD", as the local guardr
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from chalicelib.catalog import GuardrailPolicy
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.guardrails import BLOCKED, MASKED, PASS, GuardrailVerdict
+from chalicelib.lazy import OnFirstUse
 from chalicelib.pii.type_names import COMPREHEND_TO_GUARDRAILS
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,7 @@ class BedrockGuardrail:
     """`client_factory` returns a boto3 `bedrock-runtime` client; called once, on first use."""
 
     def __init__(self, client_factory: Callable[[], Any]) -> None:
-        self._client_factory = client_factory
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client = OnFirstUse(client_factory)
 
     def check(self, texts: Sequence[str], source: str, policy: GuardrailPolicy) -> GuardrailVerdict:
         # Empty texts are not sent (a content block needs text) and come back unchanged.
@@ -61,7 +59,7 @@ class BedrockGuardrail:
         outputs = _output_texts(response)
         if len(outputs) == len(sent):
             rewritten = list(items)
-            for i, output in zip(sent, outputs):
+            for i, output in zip(sent, outputs, strict=True):
                 rewritten[i] = output
             return GuardrailVerdict(MASKED, _unique(masked), tuple(rewritten))
         return self._one_by_one(items, source, policy)
@@ -86,7 +84,7 @@ class BedrockGuardrail:
         from urllib3.exceptions import HTTPError
 
         try:
-            return self._get_client().apply_guardrail(
+            return self._client().apply_guardrail(
                 guardrailIdentifier=policy.bedrock_id, guardrailVersion=policy.bedrock_version,
                 source=source, content=[{"text": {"text": t}} for t in texts], outputScope=OUTPUT_SCOPE)
         except ClientError as exc:
@@ -98,13 +96,6 @@ class BedrockGuardrail:
         except (BotoCoreError, HTTPError) as exc:  # timeouts, connection, credentials
             log.warning("ApplyGuardrail failed: %s", type(exc).__name__)
             raise ServiceUnavailable("Guardrail unavailable", code="guardrail_unavailable") from None
-
-    def _get_client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._client_factory()
-        return self._client
 
 
 def _categories(assessments: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from typing import Any, Callable
 
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.lazy import OnFirstUse
 from chalicelib.pii import PiiEntity
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,7 @@ class ComprehendPiiDetector:
     importing this module (and building the gateway) costs no boto3 import at cold start."""
 
     def __init__(self, client_factory: Callable[[], Any], min_score: float = 0.5) -> None:
-        self._client_factory = client_factory
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client = OnFirstUse(client_factory)
         self.min_score = min_score
 
     def detect(self, text: str, language: str = "en") -> list[PiiEntity]:
@@ -60,7 +58,7 @@ class ComprehendPiiDetector:
         from urllib3.exceptions import HTTPError
 
         try:
-            response = self._get_client().detect_pii_entities(Text=chunk, LanguageCode=language_code)
+            response = self._client().detect_pii_entities(Text=chunk, LanguageCode=language_code)
         except ClientError as exc:
             log.warning("comprehend DetectPiiEntities failed: %s", exc.response.get("Error", {}).get("Code"))
             raise ServiceUnavailable("PII detector unavailable", code="pii_unavailable") from None
@@ -68,13 +66,6 @@ class ComprehendPiiDetector:
             log.warning("comprehend DetectPiiEntities failed: %s", type(exc).__name__)
             raise ServiceUnavailable("PII detector unavailable", code="pii_unavailable") from None
         return list(response.get("Entities") or [])
-
-    def _get_client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._client_factory()
-        return self._client
 
 
 def comprehend_language(language: str) -> str:
@@ -113,11 +104,9 @@ def chunks(text: str, max_bytes: int = MAX_BYTES, overlap: int = OVERLAP_CHARS) 
 def _soft_cut(text: str, low: int, hard: int) -> int:
     window = text[low:hard]
     for pattern in (_SENTENCE_END, _WHITESPACE):
-        last = None
-        for last in pattern.finditer(window):
-            pass
-        if last is not None:
-            return low + last.end()
+        matches = list(pattern.finditer(window))
+        if matches:
+            return low + matches[-1].end()  # the last boundary before the hard cut
     return hard
 
 

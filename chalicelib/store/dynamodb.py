@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import calendar
 import random
-import threading
 import time
 from decimal import Decimal
 from typing import Any, Callable
@@ -24,6 +23,7 @@ from typing import Any, Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.lazy import OnFirstUse
 from chalicelib.store import DailyUsage
 
 _USAGE_TTL_S = 35 * 86400
@@ -39,10 +39,8 @@ class _Cancelled(Exception):
 
 class DynamoDbLedger:
     def __init__(self, client_factory: Callable[[], Any], table: str) -> None:
-        self._factory = client_factory
+        self._client = OnFirstUse(client_factory)
         self._table = table
-        self._client: Any = None
-        self._lock = threading.Lock()
 
     # -- port ---------------------------------------------------------------------------------
     def reserve(
@@ -182,7 +180,7 @@ class DynamoDbLedger:
         """TransactWriteItems; raises _Cancelled with one code per item when a condition fails."""
         for attempt in range(_CONFLICT_ATTEMPTS):
             try:
-                self._client_once().transact_write_items(TransactItems=items)
+                self._client().transact_write_items(TransactItems=items)
                 return
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
@@ -201,19 +199,9 @@ class DynamoDbLedger:
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return getattr(self._client_once(), operation)(**kwargs)
+            return getattr(self._client(), operation)(**kwargs)
         except (ClientError, BotoCoreError):
             raise _unavailable() from None
-
-    def _client_once(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    try:
-                        self._client = self._factory()
-                    except (ClientError, BotoCoreError):
-                        raise _unavailable() from None
-        return self._client
 
 
 def _pk(app_id: str, day: str) -> str:

@@ -151,7 +151,7 @@ def test_chunks_cover_the_text_and_cut_on_whitespace() -> None:
     text = "Una frase corta. " * 20_000
     pieces = chunks(text)
     assert all(len(c.encode()) <= MAX_BYTES for _, c in pieces)
-    for (start, chunk), (next_start, _) in zip(pieces, pieces[1:]):
+    for (start, chunk), (next_start, _) in zip(pieces, pieces[1:], strict=False):
         assert next_start < start + len(chunk)  # overlap
         assert chunk.endswith(". ")  # a sentence end
     assert pieces[-1][0] + len(pieces[-1][1]) == len(text)
