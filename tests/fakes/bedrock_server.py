@@ -11,10 +11,11 @@ from __future__ import annotations
 import binascii
 import json
 import struct
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Mapping, Sequence, Union
+
+from fakes.loopback import LoopbackServer
 from urllib.parse import unquote
 
 # HTTP status per error code, from botocore's bedrock-runtime model (and FACTS.md).
@@ -80,31 +81,12 @@ def exception_frame(exception_type: str, message: str) -> bytes:
                   ":content-type": "application/json"}, json.dumps({"message": message}).encode())
 
 
-class FakeBedrock:
+class FakeBedrock(LoopbackServer):
     def __init__(self, script: Mapping[str, Behaviour | Sequence[Behaviour]] | None = None) -> None:
         self.script: dict[str, Behaviour | Sequence[Behaviour]] = dict(script or {})
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.calls: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self.stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True  # a hung handler must not block close()
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def endpoint_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> "FakeBedrock":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()  # wakes hung handlers
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_handler(self))
 
     def behaviour(self, model_id: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> Behaviour:
         with self._lock:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Sequence, Union
+
+from fakes.loopback import LoopbackServer
 
 MAX_BYTES = 100_000
 TARGET = "Comprehend_20171127.DetectPiiEntities"
@@ -64,30 +65,11 @@ def find_entities(text: str) -> list[dict[str, Any]]:
             for kind, pattern in PATTERNS for m in pattern.finditer(text)]
 
 
-class FakeComprehend:
+class FakeComprehend(LoopbackServer):
     def __init__(self, script: Behaviour | Sequence[Behaviour] = Detect()) -> None:
         self.script = [script] if isinstance(script, (Detect, Canned, Fail, Hang)) else list(script)
         self.requests: list[dict[str, Any]] = []  # {"bytes", "chars", "language"}
-        self._lock = threading.Lock()
-        self.stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def endpoint_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> "FakeComprehend":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_handler(self))
 
     def next_behaviour(self, text: str, language: str) -> Behaviour:
         with self._lock:

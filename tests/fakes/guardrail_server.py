@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Mapping, Sequence, Union
+
+from fakes.loopback import LoopbackServer
 from urllib.parse import unquote
 
 ERROR_STATUS = {
@@ -51,31 +52,12 @@ class Hang:
 Behaviour = Union[Rules, Fail, Hang]
 
 
-class FakeGuardrail:
+class FakeGuardrail(LoopbackServer):
     def __init__(self, script: Mapping[str, Behaviour | Sequence[Behaviour]] | None = None) -> None:
         self.script = dict(script or {})
         # (id, version, source, content blocks, outputScope): no text is kept
         self.requests: list[tuple[str, str, str, int, str | None]] = []
-        self._lock = threading.Lock()
-        self.stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def endpoint_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> "FakeGuardrail":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_handler(self))
 
     def behaviour(self, gid: str, version: str, body: Mapping[str, Any]) -> Behaviour | None:
         with self._lock:
