@@ -34,6 +34,19 @@ def garden(tmp_path: Path) -> Iterator[Garden]:
 
 
 @pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's server on a free loopback port, one per run: moto keeps one state per process
+    anyway, so tests give their tables, buckets and stacks unique names."""
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    yield f"http://{host}:{port}"
+    moto.stop()
+
+
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real `chalice local` on a free loopback port, shared by the end-to-end tests."""
     with serve(tmp_path_factory.mktemp("e2e")) as running:

@@ -10,7 +10,6 @@ from typing import Any, Iterator
 import boto3
 import pytest
 from botocore.exceptions import NoRegionError
-from moto.server import ThreadedMotoServer
 
 from chalicelib.audit_s3 import S3AuditSink
 from chalicelib.errors import ServiceUnavailable
@@ -20,13 +19,9 @@ CANARY = "CANARY-7f3a-never-in-a-record"
 
 
 @pytest.fixture(scope="module")
-def aws() -> Iterator[dict[str, Any]]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-
+def aws(moto_url: str) -> Iterator[dict[str, Any]]:
     def client(service: str) -> Any:
-        return boto3.client(service, endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+        return boto3.client(service, endpoint_url=moto_url, region_name="us-east-1",
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
     s3, kms = client("s3"), client("kms")
@@ -38,10 +33,7 @@ def aws() -> Iterator[dict[str, Any]]:
     })
     keys = {bu: kms.create_key(Description=f"garden {bu}")["KeyMetadata"]["Arn"]
             for bu in ("retail", "markets", "_unidentified")}
-    try:
-        yield {"s3": s3, "bucket": bucket, "keys": keys}
-    finally:
-        server.stop()
+    yield {"s3": s3, "bucket": bucket, "keys": keys}
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from fakes.bedrock_server import FakeBedrock
 from fakes.comprehend_server import FakeComprehend
 from fakes.guardrail_server import FakeGuardrail, Rules
 from lambda_events import LambdaContext, proxy_event
-from moto.server import ThreadedMotoServer
 from support import ACCOUNT, ROOT, TEST_CATALOG, make_home, running_garden
 
 from chalicelib import gateway
@@ -27,15 +26,6 @@ from chalicelib.settings import Settings
 
 CANARY = "CANARY-aws-mode-5d1e"
 CALLER = f"arn:aws:sts::{ACCOUNT}:assumed-role/test-app-role/bu-session"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

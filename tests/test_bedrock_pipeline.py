@@ -145,21 +145,13 @@ def test_without_credentials_answers_503_quickly(tmp_path: Path, fake: FakeBedro
     assert fake.requests == []
 
 
-def test_calls_go_through_the_operations_role(tmp_path: Path, fake: FakeBedrock,
+def test_calls_go_through_the_operations_role(tmp_path: Path, fake: FakeBedrock, moto_url: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto.server import ThreadedMotoServer
-
-    sts = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    sts.start()
-    try:
-        host, port = sts.get_host_and_port()
-        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://{host}:{port}")
-        role = "arn:aws:iam::999988887777:role/garden-bedrock"
-        with garden_with(tmp_path, GARDEN_OPS_ROLE_ARN=role) as g:
-            assert g.chat(CHAT).status_code == 200
-            assert g.chat(CHAT).status_code == 200
-    finally:
-        sts.stop()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_url)  # moto's STS answers AssumeRole
+    role = "arn:aws:iam::999988887777:role/garden-bedrock"
+    with garden_with(tmp_path, GARDEN_OPS_ROLE_ARN=role) as g:
+        assert g.chat(CHAT).status_code == 200
+        assert g.chat(CHAT).status_code == 200
     signed_by = [headers.get("authorization", "") for _, _, headers in fake.requests]
     # Signed with the assumed role's temporary key, not the caller's "testing" key, both times.
     assert all("Credential=testing/" not in h and "Credential=" in h for h in signed_by)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import calendar
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import NoRegionError
 from botocore.stub import Stubber
-from moto.server import ThreadedMotoServer
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.store.dynamodb import DynamoDbLedger
@@ -24,14 +23,8 @@ PK = {"S": f"APP#app#DAY#{DAY}"}
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield make_client(f"http://{host}:{port}")
-    finally:
-        server.stop()
+def client(moto_url: str) -> Any:
+    return make_client(moto_url)
 
 
 @pytest.fixture

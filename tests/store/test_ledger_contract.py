@@ -13,7 +13,6 @@ from typing import Any, Iterator
 import boto3
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from chalicelib.store import Ledger
 from chalicelib.store.dynamodb import DynamoDbLedger
@@ -43,17 +42,6 @@ def create_table(client: Any) -> str:
     return name
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=["sqlite", "dynamodb"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
     if request.param == "sqlite":
@@ -61,7 +49,7 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
         yield sqlite
         sqlite.close()
     else:
-        client = make_client(request.getfixturevalue("moto_endpoint"))
+        client = make_client(request.getfixturevalue("moto_url"))
         yield DynamoDbLedger(lambda: client, create_table(client))
 
 
