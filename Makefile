@@ -20,7 +20,7 @@ help:
 	@echo "make run      serve the gateway offline with chalice local on $(HOST):$(PORT)"
 	@echo "make test     install everything and run the whole test suite"
 	@echo "make package  chalice package (offline, prod stage) + cfn-lint on the output"
-	@echo "make bench    cold start and per-request benchmarks (bench/)"
+	@echo "make bench    cold start, per-request cost and PII detection benchmarks (bench/)"
 	@echo "make validators  regenerate chalicelib/generated/ after editing a JSON Schema"
 
 venv: $(VENV)/.installed
@@ -61,6 +61,7 @@ validators: venv
 bench: venv
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/per_request.py
+	$(BIN)/python bench/pii_eval.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) build .garden
