@@ -175,7 +175,7 @@ def test_no_credentials_is_a_fast_503(fake: FakeBedrock, monkeypatch: pytest.Mon
     with pytest.raises(ServiceUnavailable) as info:
         provider(fake, max_attempts=2).complete(make_call())
     assert info.value.code == "no_credentials" and info.value.status == 503
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 3.0  # a new boto3 session included, on a loaded machine
     assert fake.calls == {}
 
 
