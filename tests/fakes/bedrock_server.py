@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Mapping, Sequence, Union
 
-from fakes.loopback import LoopbackServer
+from fakes.loopback import AwsHandler, LoopbackServer
 from urllib.parse import unquote
 
 # HTTP status per error code, from botocore's bedrock-runtime model (and FACTS.md).
@@ -100,17 +100,12 @@ class FakeBedrock(LoopbackServer):
 
 
 def _handler(fake: FakeBedrock) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:  # keep test output clean
-            pass
-
+    class Handler(AwsHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            raw = self.read_body()
             parts = self.path.split("/")  # /model/{id}/converse[-stream]
             if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream"):
-                return self._json(404, {"message": "unknown route"}, "UnknownOperationException")
+                return self.send_json(404, {"message": "unknown route"}, error_type="UnknownOperationException")
             model_id, body = unquote(parts[2]), json.loads(raw or b"{}")
             behaviour = fake.behaviour(model_id, self.path, body, {k.lower(): v for k, v in self.headers.items()})
             if isinstance(behaviour, Hang):
@@ -118,36 +113,16 @@ def _handler(fake: FakeBedrock) -> type[BaseHTTPRequestHandler]:
                     return
                 behaviour = behaviour.then
             if isinstance(behaviour, Fail):
-                return self._json(ERROR_STATUS.get(behaviour.code, 500), {"message": behaviour.message},
-                                  behaviour.code)
+                return self.send_json(ERROR_STATUS.get(behaviour.code, 500), {"message": behaviour.message},
+                                      error_type=behaviour.code)
             reply = behaviour if isinstance(behaviour, Reply) else Reply()
             if parts[3] == "converse":
-                return self._json(200, _converse_body(body, reply))
+                return self.send_json(200, _converse_body(body, reply))
             frames = _stream_frames(body, reply)
             if isinstance(behaviour, StreamFail):
                 frames = frames[: behaviour.after_events] + [
                     exception_frame(behaviour.exception_type, "model stream failed: SECRET-PROMPT-TEXT")]
-            self._send(200, b"".join(frames), "application/vnd.amazon.eventstream")
-
-        def _json(self, status: int, body: Any, error_type: str | None = None) -> None:
-            extra = {}
-            if error_type:  # how restJson1 services name the error; botocore reads this header first
-                extra["x-amzn-ErrorType"] = f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"
-            self._send(status, json.dumps(body).encode(), "application/json", extra)
-
-        def _send(self, status: int, payload: bytes, content_type: str,
-                  extra: Mapping[str, str] | None = None) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
-                for name, value in (extra or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout test)
+            self.send_bytes(200, b"".join(frames), "application/vnd.amazon.eventstream")
 
     return Handler
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Sequence, Union
 
-from fakes.loopback import LoopbackServer
+from fakes.loopback import AwsHandler, LoopbackServer
 
 MAX_BYTES = 100_000
 TARGET = "Comprehend_20171127.DetectPiiEntities"
+JSON_1_1 = "application/x-amz-json-1.1"
 PATTERNS = (
     ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
     ("CREDIT_DEBIT_NUMBER", re.compile(r"(?<!\d)\d{4}(?:[ -]?\d{4}){3}(?!\d)")),
@@ -80,14 +81,9 @@ class FakeComprehend(LoopbackServer):
 
 
 def _handler(fake: FakeComprehend) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(AwsHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            raw = self.read_body()
             if self.path != "/" or self.headers.get("X-Amz-Target") != TARGET:
                 return self._error(404, "UnknownOperationException", "unknown operation")
             body = json.loads(raw or b"{}")
@@ -106,22 +102,9 @@ def _handler(fake: FakeComprehend) -> type[BaseHTTPRequestHandler]:
             if language not in ("en", "es"):
                 return self._error(400, "UnsupportedLanguageException", "unsupported language")
             entities = list(behaviour.entities) if isinstance(behaviour, Canned) else find_entities(text)
-            self._send(200, {"Entities": entities})
+            self.send_json(200, {"Entities": entities}, JSON_1_1)
 
         def _error(self, status: int, code: str, message: str) -> None:
-            self._send(status, {"__type": code, "message": message})
-
-        def _send(self, status: int, body: dict[str, Any]) -> None:
-            payload = json.dumps(body).encode()
-            headers = {"Content-Type": "application/x-amz-json-1.1"}
-            try:
-                self.send_response(status)
-                for name, value in {**headers, "Content-Length": str(len(payload)),
-                                    "x-amzn-RequestId": "00000000-0000-0000-0000-000000000000"}.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout test)
+            self.send_json(status, {"__type": code, "message": message}, JSON_1_1)
 
     return Handler

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Mapping, Sequence, Union
 
-from fakes.loopback import LoopbackServer
+from fakes.loopback import AwsHandler, LoopbackServer
 from urllib.parse import unquote
 
 ERROR_STATUS = {
@@ -99,17 +99,12 @@ def apply_rules(rules: Rules, source: str, texts: list[str]) -> dict[str, Any]:
 
 
 def _handler(fake: FakeGuardrail) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(AwsHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            raw = self.read_body()
             parts = self.path.split("/")  # /guardrail/{id}/version/{version}/apply
             if len(parts) != 6 or parts[1] != "guardrail" or parts[3] != "version" or parts[5] != "apply":
-                return self._json(404, {"message": "unknown route"}, "UnknownOperationException")
+                return self.send_json(404, {"message": "unknown route"}, error_type="UnknownOperationException")
             gid, version, body = unquote(parts[2]), unquote(parts[4]), json.loads(raw or b"{}")
             behaviour = fake.behaviour(gid, version, body)
             if isinstance(behaviour, Hang):
@@ -117,25 +112,12 @@ def _handler(fake: FakeGuardrail) -> type[BaseHTTPRequestHandler]:
                     return
                 behaviour = Rules()
             if behaviour is None:
-                return self._json(404, {"message": "The guardrail was not found."}, "ResourceNotFoundException")
+                return self.send_json(404, {"message": "The guardrail was not found."},
+                                      error_type="ResourceNotFoundException")
             if isinstance(behaviour, Fail):
-                return self._json(ERROR_STATUS.get(behaviour.code, 500), {"message": behaviour.message},
-                                  behaviour.code)
+                return self.send_json(ERROR_STATUS.get(behaviour.code, 500), {"message": behaviour.message},
+                                      error_type=behaviour.code)
             texts = [str(block.get("text", {}).get("text", "")) for block in body.get("content", [])]
-            self._json(200, apply_rules(behaviour, str(body.get("source")), texts))
-
-        def _json(self, status: int, body: Any, error_type: str | None = None) -> None:
-            payload = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
-                if error_type:
-                    self.send_header("x-amzn-ErrorType", f"{error_type}:http://internal.amazon.com/coral/")
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            self.send_json(200, apply_rules(behaviour, str(body.get("source")), texts))
 
     return Handler
