@@ -17,7 +17,7 @@ from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api.responses import error_body
 from chalicelib.pipeline import GatewayResponse, new_request_id
 from chalicelib.settings import VERSION
-from chalicelib.telemetry import LOGGER_NAME
+from chalicelib.telemetry import LOGGER_NAME, LogTelemetry
 
 # Chalice answers these itself, before a view runs; their bodies are re-rendered in OpenAI's shape.
 _CHALICE_ERRORS = {405: "method_not_allowed", 415: "unsupported_media_type", 400: "bad_request"}
@@ -68,10 +68,8 @@ def guard(event: Any, get_response: Callable[[Any], Response]) -> Response:
         return _error(InternalError("the gateway is misconfigured; see its logs"))
     except Exception as exc:
         request_id = new_request_id()
-        logging.getLogger(LOGGER_NAME).error(
-            json.dumps({"event": "fault", "request_id": request_id, "error_class": type(exc).__name__})
-        )
-        return _error(InternalError(f"internal error; quote request id {request_id}"), request_id)
+        LogTelemetry().fault(request_id, exc)
+        return _error(InternalError(f"internal error; quote request id {request_id}"), request_id=request_id)
     code = _CHALICE_ERRORS.get(response.status_code)
     if code and isinstance(response.body, dict) and "Code" in response.body:
         error = InvalidRequest(str(response.body.get("Message", code)), code=code)
@@ -80,8 +78,6 @@ def guard(event: Any, get_response: Callable[[Any], Response]) -> Response:
     return response
 
 
-def _error(error: GatewayError, request_id: str | None = None, headers: dict[str, str] | None = None) -> Response:
-    out = {**(headers or {}), "Content-Type": "application/json"}
-    if request_id:
-        out["x-request-id"] = request_id
-    return Response(body=json.dumps(error_body(error)), status_code=error.status, headers=out)
+def _error(error: GatewayError, headers: dict[str, str] | None = None, request_id: str | None = None) -> Response:
+    result = GatewayResponse(error.status, error_body(error), {**(headers or {}), **error.headers})
+    return respond(result, request_id or new_request_id())
