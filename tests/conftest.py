@@ -2,6 +2,7 @@
 instance metadata, loopback servers only."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -12,6 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from dynamodb_local import DynamoDbLocalUnavailable  # noqa: E402
+from dynamodb_local import start as start_dynamodb_local  # noqa: E402
 from local_server import Server, serve  # noqa: E402
 from support import Garden, running_garden  # noqa: E402
 
@@ -44,6 +47,20 @@ def moto_url() -> Iterator[str]:
     host, port = moto.get_host_and_port()
     yield f"http://{host}:{port}"
     moto.stop()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local_url() -> Iterator[str]:
+    """Amazon's DynamoDB Local (in memory) on a free loopback port, one per run. Skipped when it is
+    not installed (`make dynamodb-local`); under CI=true that is a failure, never a skip."""
+    try:
+        local = start_dynamodb_local()
+    except DynamoDbLocalUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and DynamoDB Local could not start: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    yield local.url
+    local.stop()
 
 
 @pytest.fixture(scope="session")

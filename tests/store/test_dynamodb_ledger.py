@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.store.dynamodb import DynamoDbLedger
-from test_ledger_contract import create_table, make_client
+from dynamodb_tables import create_table, make_client
 
 DAY = "2026-11-27"
 END_OF_DAY = calendar.timegm(time.strptime(DAY, "%Y-%m-%d")) + 86400
