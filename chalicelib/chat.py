@@ -22,9 +22,19 @@ class Tool:
 @dataclass(frozen=True, slots=True)
 class Message:
     role: str  # system | user | assistant | tool ("developer" is read as system)
-    content: str
+    content: str  # the whole text; with parts, exactly "".join(parts)
     tool_calls: tuple[ToolCall, ...] = ()  # assistant messages that called tools
     tool_call_id: str | None = None  # tool messages: the call this result answers
+    # The text parts as the caller sent them (empty when content was one string). Screening reads
+    # the joined text, as a model does, and puts each redaction back into the part it began in.
+    parts: tuple[str, ...] = ()
+    pinned: bool = False  # the app's own system prompt from the catalog: configuration, not input
+
+    def with_text(self, parts: tuple[str, ...]) -> "Message":
+        """The same message with new text, given as parts (one part when it had none)."""
+        if self.parts:
+            return replace(self, content="".join(parts), parts=parts)
+        return replace(self, content="".join(parts))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ stand-ins, so the Lambda needs neither fastjsonschema nor jsonschema at run time
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 _SPLIT = re.compile(r"[.\[\]]+")
 
@@ -40,3 +40,32 @@ class JsonSchemaValuesException(ValueError):
 def dotted(path: list[str | int]) -> str:
     """['messages', 0, 'role'] -> 'messages[0].role'."""
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def coerce_integers(schema: Mapping[str, Any], data: Any, root: Mapping[str, Any] | None = None) -> Any:
+    """`data` (already valid against `schema`) with integral floats made ints where the schema
+    types a value integer: JSON has one number type, so `1.0` and `1e2` pass an integer rule, but
+    botocore and arithmetic downstream want ints. Mutates containers in place; returns the value."""
+    root = root or schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for key in ref[2:].split("/"):
+            target = target[key]
+        return coerce_integers(target, data, root)
+    types = schema.get("type")
+    if isinstance(data, float) and (types == "integer" or (isinstance(types, list) and "integer" in types)):
+        return int(data) if data.is_integer() else data
+    for branch in list(schema.get("anyOf") or ()) + list(schema.get("oneOf") or ()):
+        data = coerce_integers(branch, data, root)
+    if isinstance(data, dict):
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, value in data.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                data[key] = coerce_integers(sub, value, root)
+    elif isinstance(data, list) and isinstance(schema.get("items"), dict):
+        for i, value in enumerate(data):
+            data[i] = coerce_integers(schema["items"], value, root)
+    return data

@@ -57,11 +57,12 @@ def test_text_content_parts_and_developer_role(garden: Garden) -> None:
         "model": "local-echo",
         "messages": [
             {"role": "developer", "content": "be brief"},
-            {"role": "user", "content": [{"type": "text", "text": "part one"}, {"type": "text", "text": "two"}]},
+            {"role": "user", "content": [{"type": "text", "text": "part one, "}, {"type": "text", "text": "two"}]},
         ],
     })
     assert response.status_code == 200, response.body
-    assert json.loads(response.body)["choices"][0]["message"]["content"] == "part one\ntwo"
+    # Parts are read as one text, joined with nothing, as a model reads them.
+    assert json.loads(response.body)["choices"][0]["message"]["content"] == "part one, two"
 
 
 def test_max_tokens_truncates_with_length(garden: Garden) -> None:

@@ -5,13 +5,14 @@ rule, never the value: a value may be a customer's words, and error messages rea
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from chalicelib.chat import ChatRequest, Message, Tool, ToolCall
 from chalicelib.errors import InvalidRequest
 from chalicelib.generated.chat_request_validator import validate as validate_chat_request
-from chalicelib.schema_validation import JsonSchemaValueException, dotted
+from chalicelib.openai_api.chat_schema import CHAT_REQUEST_SCHEMA
+from chalicelib.openai_api.strict_json import check_embedded_json, strict_json_object
+from chalicelib.schema_validation import JsonSchemaValueException, coerce_integers, dotted
 
 # What to say for each JSON Schema rule; none of them quotes the offending value.
 _RULES = {
@@ -33,8 +34,11 @@ _RULES = {
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:
-    raw = _json_object(body)
+    raw = strict_json_object(body)
     _check_schema(raw)
+    # The schema admits 1.0 where it says integer (JSON has one number type); past this point an
+    # integer field holds an int, so no SDK downstream refuses it client-side.
+    raw = coerce_integers(CHAT_REQUEST_SCHEMA, raw)
     if raw.get("n") not in (None, 1):
         raise InvalidRequest("n: only n=1 is supported", param="n", code="unsupported_value")
     stop = raw.get("stop")
@@ -60,18 +64,6 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     )
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise InvalidRequest("request body is empty: expected a JSON object", code="invalid_json")
-    try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("request body is not valid JSON", code="invalid_json") from None
-    if not isinstance(raw, dict):
-        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
-    return raw
-
-
 def _check_schema(raw: dict[str, Any]) -> None:
     try:
         validate_chat_request(raw)
@@ -93,14 +85,21 @@ def _message(index: int, m: dict[str, Any]) -> Message:
         _missing(f"messages[{index}].content")
     if role == "tool" and not m.get("tool_call_id"):
         _missing(f"messages[{index}].tool_call_id")
+    parts: tuple[str, ...] = ()
     if isinstance(content, list):
         for j, part in enumerate(content):
             if "text" not in part:
                 _missing(f"messages[{index}].content[{j}].text")
-        content = "\n".join(part["text"] for part in content)
+        # Joined with nothing, as a model reads consecutive text parts: a number or a phrase split
+        # across parts is one number or phrase to the screens too.
+        parts = tuple(part["text"] for part in content)
+        content = "".join(parts)
+    for j, c in enumerate(m.get("tool_calls") or ()):
+        check_embedded_json(c["function"]["arguments"], f"messages[{index}].tool_calls[{j}].function.arguments")
     calls = tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
                   for c in m.get("tool_calls") or ())
-    return Message(role=role, content=content or "", tool_calls=calls, tool_call_id=m.get("tool_call_id"))
+    return Message(role=role, content=content or "", tool_calls=calls, tool_call_id=m.get("tool_call_id"),
+                   parts=parts)
 
 
 def _missing(param: str) -> None:
