@@ -64,10 +64,12 @@ test: venv $(CHECKOV_VENV)/.installed $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LO
 
 # The package ships bytecode (checked-hash: used only while it matches its source), so a cold
 # Lambda, whose file system is read-only, does not compile every module on each start.
+# .chalice/merge-prod.json names the functions and roles as `chalice deploy` does, so the operations
+# account's trust policy can name the API function's role exactly (infra/README.md).
 package: venv
 	rm -rf build/package
 	AWS_DEFAULT_REGION=eu-west-1 AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= \
-		$(BIN)/chalice package --stage prod build/package
+		$(BIN)/chalice package --stage prod --merge-template .chalice/merge-prod.json build/package
 	$(BIN)/python scripts/add_bytecode.py build/package/deployment.zip
 	$(BIN)/cfn-lint build/package/sam.json
 

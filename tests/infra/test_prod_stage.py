@@ -1,22 +1,32 @@
-"""The prod stage ships consistent: its policy is the infra template rendered with the example
-outputs, and its settings build a valid gateway configuration."""
+"""The prod stage ships consistent: each function's policy is its infra template rendered with the
+example outputs, its settings build a valid gateway configuration, and `chalice package` (as `make
+package` runs it) names the functions and roles exactly as the operations role's trust policy does."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "infra"))
 
-from render_policy import read_env_file, render  # noqa: E402
+from cfn_yaml import load_template  # noqa: E402
+from render_policy import RENDERED, read_env_file, render  # noqa: E402
 
 from chalicelib.settings import Settings  # noqa: E402
 
+EXAMPLE = read_env_file(ROOT / "infra" / "examples" / "prod-example.env")
+API_ROLE, SWEEP_ROLE = "execution-garden-prod-api_handler", "execution-garden-prod-sweep_reservations"
 
-def test_prod_policy_is_the_rendered_template() -> None:
-    expected = render(read_env_file(ROOT / "infra" / "examples" / "prod-example.env"))
-    assert (ROOT / ".chalice" / "policy-prod.json").read_text() == expected
+
+@pytest.mark.parametrize(("template", "rendered"), sorted(RENDERED.items()))
+def test_prod_policies_are_the_rendered_templates(template: str, rendered: str) -> None:
+    expected = render(EXAMPLE, ROOT / "infra" / template)
+    assert (ROOT / ".chalice" / rendered).read_text() == expected
     assert "${" not in expected
 
 
@@ -29,3 +39,51 @@ def test_prod_stage_settings_are_valid_and_all_aws() -> None:
     assert prod["autogen_policy"] is False and prod["iam_policy_file"] == "policy-prod.json"
     assert prod["api_gateway_endpoint_type"] == "PRIVATE" and prod["lambda_architecture"] == "arm64"
     assert prod["lambda_timeout"] < 29 and prod["subnet_ids"] and prod["security_group_ids"]
+    sweep = prod["lambda_functions"]["sweep_reservations"]
+    assert sweep == {"autogen_policy": False, "iam_policy_file": "policy-sweep-prod.json",
+                     "reserved_concurrency": 1}
+
+
+def _actions(policy: dict[str, Any]) -> set[str]:
+    return {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+def test_sweep_may_touch_the_ledger_table_and_nothing_else() -> None:
+    sweep = json.loads((ROOT / ".chalice" / "policy-sweep-prod.json").read_text())
+    api = json.loads((ROOT / ".chalice" / "policy-prod.json").read_text())
+    data = [s for s in sweep["Statement"] if any(a.startswith("dynamodb:") for a in _actions({"Statement": [s]}))]
+    assert [s["Resource"] for s in data] == [EXAMPLE["LEDGER_TABLE_ARN"]]
+    assert {a.split(":")[0] for a in _actions(sweep)} == {"logs", "xray", "ec2", "dynamodb", "kms"}
+    assert {a for a in _actions(sweep) if a.startswith("dynamodb:")} == \
+        {"dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}  # what sweep() calls
+    for statement in sweep["Statement"]:
+        if statement["Resource"] != "*":
+            assert all("sweep_reservations" in r or r in (EXAMPLE["LEDGER_TABLE_ARN"], EXAMPLE["PLATFORM_KEY_ARN"])
+                       for r in ([statement["Resource"]] if isinstance(statement["Resource"], str)
+                                 else statement["Resource"]))
+    assert {"sts:AssumeRole", "s3:PutObject", "comprehend:DetectPiiEntities"} <= _actions(api)
+
+
+def test_the_makefile_packages_with_the_names_the_trust_policy_knows() -> None:
+    package = (ROOT / "Makefile").read_text().split("\npackage:", 1)[1].split("\n\n", 1)[0]
+    assert "--merge-template .chalice/merge-prod.json" in package
+    trust = load_template(ROOT / "infra" / "operations-bedrock-role.yaml")
+    assert trust["Parameters"]["GatewayFunctionRoleName"]["Default"] == API_ROLE
+
+
+def test_chalice_package_names_roles_and_functions_and_attaches_each_policy(tmp_path: Path) -> None:
+    out = tmp_path / "package"
+    chalice = Path(sys.executable).parent / "chalice"
+    subprocess.run([str(chalice), "package", "--stage", "prod", "--merge-template", ".chalice/merge-prod.json",
+                    str(out)], cwd=ROOT, check=True, capture_output=True, timeout=240)
+    resources = json.loads((out / "sam.json").read_text())["Resources"]
+    roles = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    assert {p["RoleName"] for p in roles.values()} == {API_ROLE, SWEEP_ROLE}
+    functions = {r["Properties"]["Handler"]: r["Properties"] for r in resources.values()
+                 if r["Type"] == "AWS::Serverless::Function"}
+    assert functions["app.app"]["FunctionName"] == "execution-garden-prod"
+    assert functions["app.sweep_reservations"]["FunctionName"] == SWEEP_ROLE
+    assert functions["app.sweep_reservations"]["ReservedConcurrentExecutions"] == 1
+    policies = {p["RoleName"]: p["Policies"][0]["PolicyDocument"] for p in roles.values()}
+    assert policies[API_ROLE] == json.loads((ROOT / ".chalice" / "policy-prod.json").read_text())
+    assert policies[SWEEP_ROLE] == json.loads((ROOT / ".chalice" / "policy-sweep-prod.json").read_text())
