@@ -8,6 +8,9 @@ Facts this adapter relies on (Comprehend API reference and developer guide):
   documented example (pinned in tests/adapters/test_comprehend.py).
 - PII detection supports only `en` and `es`; any other language is sent as `en` rather than
   failing: English rules still find emails, cards, phones and most ids in other languages.
+- Comprehend reads what it is sent: "4111\u200b1111..." or "jane＠example.com" would pass it by. It
+  is sent `chalicelib.textnorm`'s view (the local detector's too), chunked, and its offsets are
+  mapped back to the original text, so redaction replaces exactly what the caller wrote.
 - botocore 1.44's Comprehend model lists ["smithy-rpc-v2-cbor", "json"]; botocore resolves JSON 1.1
   (its own priority order puts json first), the protocol the tests' fake speaks.
 
@@ -21,7 +24,8 @@ from typing import Any, Callable
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.lazy import OnFirstUse
-from chalicelib.pii import PiiEntity
+from chalicelib.pii import PiiEntity, to_original
+from chalicelib.textnorm import normalize
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +46,17 @@ class ComprehendPiiDetector:
         self.min_score = min_score
 
     def detect(self, text: str, language: str = "en") -> list[PiiEntity]:
-        if not text:
+        view = normalize(text)  # what a model reads; offsets come back to the original below
+        if not view.text:
             return []  # Comprehend rejects an empty Text (min length 1)
         language_code = comprehend_language(language)
         found: list[PiiEntity] = []
-        for start, chunk in chunks(text):
+        for start, chunk in chunks(view.text):
             for raw in self._call(chunk, language_code):
                 entity = _entity(raw, start, len(chunk))
                 if entity is not None and entity.score >= self.min_score:
                     found.append(entity)
-        return resolve_overlaps(found)
+        return to_original(view, resolve_overlaps(found))
 
     def _call(self, chunk: str, language_code: str) -> list[dict[str, Any]]:
         from botocore.exceptions import BotoCoreError, ClientError  # lazy: cold start

@@ -4,20 +4,32 @@ The offline stand-in for Amazon Comprehend DetectPiiEntities, with Comprehend's 
 two are interchangeable behind `PiiDetector`. Tuned for banking text: precision first on numbers,
 because every false card or IBAN is a mangled prompt.
 
+Every rule reads `chalicelib.textnorm`'s view of the text (NFKC, invisible characters removed,
+Unicode digits, spaces and dashes as ASCII, look-alike letters as Latin) and reports offsets into
+the original text: a card written in full-width digits, with a zero-width space and an en dash
+inside, is a card, and redaction replaces exactly what the caller wrote.
+
 Rules worth knowing (the tests pin each one):
-- CREDIT_DEBIT_NUMBER: 13-19 digits, IIN starting 1-6, Luhn; compact or groups of 3-6 digits joined
-  by one kind of separator (space or dash), the first group 4+. A run of digit groups that is not
-  card-shaped as a whole ("12 4111 1111 1111 1111") is searched for a card-shaped window, but only
-  where the groups beside the window could not belong to a card (fewer than 3 digits).
-- INTERNATIONAL_BANK_ACCOUNT_NUMBER: upper case, compact or grouped by 4; country length + mod-97.
+- CREDIT_DEBIT_NUMBER (`grouped.py`): 13-19 digits, IIN starting 1-6, Luhn; compact or groups of
+  3-8 digits, the first 4+, joined by any short run (1-3) of separators, mixed: spaces, tabs,
+  newlines, dashes, dots, slashes, underscores... (not a letter, digit, "@" or '"'); any grouping
+  right after a card word ("card", "visa", ...). Letters may touch the number ("card4111...").
+  A run of digit groups that is not card-shaped as a whole ("12 4111 1111 1111 1111") is searched
+  for a card-shaped window, but only where the groups beside the window could not belong to it
+  (fewer than 3 digits, or 13+: a number of its own, as in a CSV row).
+- INTERNATIONAL_BANK_ACCOUNT_NUMBER: either case, compact or grouped by 4 (spaces, dashes, dots,
+  slashes, underscores); country length + mod-97.
 - BANK_ROUTING: 9 bare digits, Fed prefix + 3-7-1 checksum, not part of a longer digit run or id,
   not an amount ("$", "USD", "EUR" beside it). Score 1.0 after "routing"/"ABA"/"RTN", else 0.7.
-- SSN: AAA-GG-SSSS / AAA GG SSSS with SSA ranges; 9 bare digits only right after "SSN"/"social
-  security".
+- SSN: AAA-GG-SSSS with SSA ranges, the parts joined by short runs of spaces, dashes, dots,
+  slashes or underscores; 9 bare digits only right after "SSN"/"social security".
 - SWIFT_CODE: upper-case 8/11 characters with a real ISO country, not a listed word, and either
   introduced by "SWIFT"/"BIC" ("SWIFT/BIC code: X", "X (BIC)") or carrying a digit in the
   location/branch. Upper-case words ("HOSPITAL" = HOSP+IT+AL) carry no digit, so they need the
   keyword right before them; a keyword elsewhere in the sentence vouches for nothing.
+- AWS_ACCESS_KEY: AKIA/ASIA + 16, either case; a key not all upper case needs a digit
+  ("asiapacificregions" is a word).
+- PHONE: the "+CC", US and trunk-0 national forms, groups joined by a space, dot, dash or slash.
 - IP_ADDRESS: a dotted quad with octets <= 255 and no leading zeros is an address, unless a word
   like "version"/"build"/"v" comes right before it ("version 1.2.3.4" is not PII). IPv6: 8 groups,
   or one "::" with at least one digit.
@@ -33,38 +45,16 @@ Rules worth knowing (the tests pin each one):
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
 from typing import Callable
 
-from chalicelib.pii import PiiEntity
+from chalicelib.pii import PiiEntity, grouped, to_original
 from chalicelib.pii import patterns as P
-from chalicelib.pii.checksums import IBAN_LENGTHS, ISO_COUNTRIES, aba_valid, iban_valid, luhn_valid, ssn_valid
+from chalicelib.pii.candidates import EMITTED_TYPES, Cand, add, resolve
+from chalicelib.pii.checksums import ISO_COUNTRIES, aba_valid, ssn_valid
 from chalicelib.pii.type_names import COMPREHEND_TO_GUARDRAILS
+from chalicelib.textnorm import normalize
 
 __all__ = ["COMPREHEND_TO_GUARDRAILS", "EMITTED_TYPES", "LocalPiiDetector"]
-
-_Cand = tuple[int, int, str, float, int, int]  # begin, end, type, score, tier, tie-break pref
-_BLOCK = "_BLOCK"  # claims a checksum-invalid number; never emitted
-
-# (tier, tie-break preference) per type; see "Overlaps" above.
-_RANK: dict[str, tuple[int, int]] = {
-    "EMAIL": (5, 0),
-    "CREDIT_DEBIT_NUMBER": (4, 0),
-    "INTERNATIONAL_BANK_ACCOUNT_NUMBER": (4, 0),
-    "AWS_ACCESS_KEY": (4, 0),
-    "PIN": (3, 3),
-    "CREDIT_DEBIT_CVV": (3, 3),
-    "CREDIT_DEBIT_EXPIRY": (3, 3),
-    "SSN": (3, 2),
-    "BANK_ACCOUNT_NUMBER": (3, 2),
-    "AWS_SECRET_KEY": (3, 2),
-    "PASSWORD": (3, 1),
-    "BANK_ROUTING": (3, 0),
-    "SWIFT_CODE": (2, 0),
-    "IP_ADDRESS": (2, 0),
-    "PHONE": (1, 0),
-}
-EMITTED_TYPES: frozenset[str] = frozenset(_RANK)
 
 # Upper-case words shaped like a BIC with a real country in positions 5-6: never a code.
 _SWIFT_STOPWORDS = frozenset(
@@ -90,145 +80,81 @@ class LocalPiiDetector:
     """Pattern + checksum PII detector; stateless and thread-safe (patterns compile at import)."""
 
     def detect(self, text: str, language: str = "en") -> list[PiiEntity]:
-        """Entities sorted by begin, non-overlapping. `language` is accepted for the port; the
-        patterns are language-neutral and the context words English."""
+        """Entities sorted by begin, non-overlapping, with offsets into `text`. `language` is
+        accepted for the port; the patterns are language-neutral and the context words English."""
         if not text:
             return []
-        found: list[_Cand] = []
-        lower = text.translate(P.ASCII_LOWER)  # same length as text, so offsets carry over
-        if P.HAS_DIGIT.search(text):
-            _runs(text, lower, found)
-            _upper(text, found)
-            _phones(text, found)
-            _ipv4(text, found)
-            if ":" in text:
-                _ipv6(text, found)
-            _keyword(P.EXPIRY, text, lower, ("exp", "valid", "good thru"), 60, found, "CREDIT_DEBIT_EXPIRY")
-        else:
-            _upper(text, found)  # a BIC without a digit can still follow "SWIFT:"
-        if "@" in text:
-            _emails(text, found)
-        if "AKIA" in text or "ASIA" in text:
-            found.extend((m.start(), m.end(), "AWS_ACCESS_KEY", 0.95, 4, 0) for m in P.ACCESS_KEY.finditer(text))
-        if "secret" in lower:
-            _keyword(P.SECRET_KEY, text, lower, ("secret",), 110, found, "AWS_SECRET_KEY", _looks_like_secret)
-        if "pass" in lower or "pwd" in lower:
-            _passwords(text, lower, found)
-        return _resolve(found)
+        view = normalize(text)
+        return to_original(view, resolve(_candidates(view.text)))
 
 
-def _add(out: list[_Cand], b: int, e: int, kind: str, score: float, tier: int | None = None) -> None:
-    t, pref = _RANK[kind]
-    out.append((b, e, kind, score, t if tier is None else tier, pref))
+def _candidates(text: str) -> list[Cand]:
+    """Every candidate in the view, with view offsets; `_resolve` picks the survivors."""
+    found: list[Cand] = []
+    lower = text.translate(P.ASCII_LOWER)  # same length as text, so offsets carry over
+    if P.HAS_DIGIT.search(text):
+        _runs(text, lower, found)
+        grouped.cards(text, found)
+        grouped.ssns(text, found)
+        grouped.ibans(text, found)
+        _swifts(text, found)
+        _phones(text, found)
+        _ipv4(text, found)
+        if ":" in text:
+            _ipv6(text, found)
+        _keyword(P.EXPIRY, text, lower, ("exp", "valid", "good thru"), 60, found, "CREDIT_DEBIT_EXPIRY")
+    else:
+        _swifts(text, found)  # a BIC without a digit can still follow "SWIFT:"
+    if "@" in text:
+        _emails(text, found)
+    if "akia" in lower or "asia" in lower:
+        _access_keys(text, lower, found)
+    if "secret" in lower:
+        _keyword(P.SECRET_KEY, text, lower, ("secret",), 110, found, "AWS_SECRET_KEY", _looks_like_secret)
+    if "pass" in lower or "pwd" in lower:
+        _passwords(text, lower, found)
+    return found
 
 
-def _runs(text: str, lower: str, out: list[_Cand]) -> None:
-    """One pass over digit runs; each run is classified by its shape, then checksum or context."""
+def _runs(text: str, lower: str, out: list[Cand]) -> None:
+    """One pass over bare digit runs: routing numbers by checksum, the rest by context words."""
     for m in P.RUN.finditer(text):
         run = m.group()
         n = len(run)
         if n < 3:
             continue
         b, e = m.span()
-        if n >= 13:
-            _cards(run, b, out)
-            continue
-        if n == 11 and run[3] in " -" and run[6] == run[3] and run.count(run[3]) == 2:  # AAA-GG-SSSS
-            if ssn_valid(run[:3], run[4:6], run[7:]):
-                _add(out, b, e, "SSN", 0.95)
-            else:  # 000-12-3456 is not an SSN, nor a phone number
-                out.append((b, e, _BLOCK, 0.0, 3, -1))
-            continue
-        if not run.isdigit():
+        if n >= 13 or not run.isdigit():  # grouped numbers and cards: `grouped`
             continue
         before = max(0, b - 64)
         near = lower[before:b]  # context words must start in the 64 chars before the run
         if n == 9:
             if aba_valid(run) and not _is_amount(text, b, e):
                 ctx = _ROUTING_BEFORE.search(text, max(0, b - 30), b)
-                _add(out, b, e, "BANK_ROUTING", 1.0 if ctx else 0.7)
+                add(out, b, e, "BANK_ROUTING", 1.0 if ctx else 0.7)
             if ("ssn" in near or "social security" in near or "ss#" in near) and ssn_valid(run[:3], run[3:5], run[5:]) and P.SSN_BEFORE.search(text, before, b):
-                _add(out, b, e, "SSN", 0.9)
+                add(out, b, e, "SSN", 0.9)
         if 6 <= n <= 17 and ("acc" in near or "a/c" in near) and P.ACCOUNT_BEFORE.search(text, before, b):
-            _add(out, b, e, "BANK_ACCOUNT_NUMBER", 0.85)
+            add(out, b, e, "BANK_ACCOUNT_NUMBER", 0.85)
         if n <= 4 and ("cv" in near or "csc" in near or "cid" in near or "security" in near or "verif" in near) and P.CVV_BEFORE.search(text, before, b):
-            _add(out, b, e, "CREDIT_DEBIT_CVV", 0.9)
+            add(out, b, e, "CREDIT_DEBIT_CVV", 0.9)
         if 4 <= n <= 8 and ("pin" in near or "passcode" in near) and P.PIN_BEFORE.search(text, before, b):
-            _add(out, b, e, "PIN", 0.9)
+            add(out, b, e, "PIN", 0.9)
         if 7 <= n <= 15 and any(w in near for w in _PHONE_WORDS) and P.PHONE_BEFORE.search(text, before, b):
             start = b - 1 if text[b - 1 : b] == "+" else b
-            _add(out, start, e, "PHONE", 0.7)
-
-
-def _cards(run: str, offset: int, out: list[_Cand]) -> None:
-    if _card_shaped(run, iin=False):
-        if run[0] in "123456" and luhn_valid(run.replace(" ", "").replace("-", "")):
-            _add(out, offset, offset + len(run), "CREDIT_DEBIT_NUMBER", 1.0)
-        else:  # a mistyped card is still not a phone number or a shorter card
-            out.append((offset, offset + len(run), _BLOCK, 0.0, 3, -1))
-        return
-    groups = [g.span() for g in P.GROUP.finditer(run)]
-    i = 0
-    while i < len(groups):
-        for size in range(min(5, len(groups) - i), 0, -1):
-            b, e = groups[i][0], groups[i + size - 1][1]
-            cand = run[b:e]
-            left_ok = i == 0 or groups[i - 1][1] - groups[i - 1][0] < 3
-            right_ok = i + size == len(groups) or groups[i + size][1] - groups[i + size][0] < 3
-            if left_ok and right_ok and _card_shaped(cand) and luhn_valid(cand.replace(" ", "").replace("-", "")):
-                _add(out, offset + b, offset + e, "CREDIT_DEBIT_NUMBER", 1.0)
-                i += size - 1
-                break
-        i += 1
-
-
-def _card_shaped(run: str, iin: bool = True) -> bool:
-    digits = len(run) - run.count(" ") - run.count("-")
-    if not 13 <= digits <= 19 or (iin and run[0] not in "123456"):
-        return False
-    if digits != len(run):  # grouped: one kind of separator, groups of 3-6, the first of 4+
-        if (" " in run) == ("-" in run):
-            return False
-        parts = run.split(" " if " " in run else "-")
-        if len(parts[0]) < 4 or any(not 3 <= len(p) <= 6 for p in parts):
-            return False
-    return True
+            add(out, start, e, "PHONE", 0.7)
 
 
 def _is_amount(text: str, b: int, e: int) -> bool:
     return bool(_AMOUNT_BEFORE.search(text, max(0, b - 2), b) or _AMOUNT_AFTER.match(text, e, e + 9))
 
 
-def _upper(text: str, out: list[_Cand]) -> None:
-    for m in P.UPPER.finditer(text):
-        if m.group("iban"):
-            _iban(m.group(), m.start(), out)
-        else:
-            _swift(text, m, out)
+def _swifts(text: str, out: list[Cand]) -> None:
+    for m in P.SWIFT.finditer(text):
+        _swift(text, m, out)
 
 
-def _iban(s: str, offset: int, out: list[_Cand]) -> None:
-    want = IBAN_LENGTHS.get(s[:2])
-    if want is None:
-        return
-    end = len(s)
-    if " " in s:  # cut at the country's length, which must end a group: "... 0130 00 THEN"
-        count = 0
-        for j, ch in enumerate(s):
-            count += ch != " "
-            if count == want:
-                end = j + 1
-                break
-        if count < want or (end < len(s) and s[end] != " "):
-            end = len(s)
-    compact = s[:end].replace(" ", "")
-    if len(compact) == want and iban_valid(compact):
-        _add(out, offset, offset + end, "INTERNATIONAL_BANK_ACCOUNT_NUMBER", 1.0)
-    elif abs(len(compact) - want) <= 2:  # a mistyped IBAN: claim it so no card hides inside
-        out.append((offset, offset + end, _BLOCK, 0.0, 4, -1))
-
-
-def _swift(text: str, m: re.Match[str], out: list[_Cand]) -> None:
+def _swift(text: str, m: re.Match[str], out: list[Cand]) -> None:
     code = m.group()
     if code[4:6] not in ISO_COUNTRIES or code in _SWIFT_STOPWORDS:
         return
@@ -237,10 +163,18 @@ def _swift(text: str, m: re.Match[str], out: list[_Cand]) -> None:
     # Without a keyword, ask for a digit in the location or an all-digit branch ("CHASUS33",
     # "DEUTDEFF500"); identifiers like "BINUNICODE8" have neither.
     if context or any(c.isdigit() for c in code[6:8]) or code[8:].isdigit():
-        _add(out, s, e, "SWIFT_CODE", 0.9 if context else 0.75)
+        add(out, s, e, "SWIFT_CODE", 0.9 if context else 0.75)
 
 
-def _phones(text: str, out: list[_Cand]) -> None:
+def _access_keys(text: str, lower: str, out: list[Cand]) -> None:
+    for m in P.ACCESS_KEY.finditer(lower):
+        key = text[m.start() : m.end()]
+        # Real keys are upper case; a lower- or mixed-case one must at least carry a digit.
+        if key.isupper() or any(c.isdigit() for c in key):
+            out.append((m.start(), m.end(), "AWS_ACCESS_KEY", 0.95, 4, 0))
+
+
+def _phones(text: str, out: list[Cand]) -> None:
     for m in P.PHONE.finditer(text):
         s = m.group()
         if _ZIP4.fullmatch(s) or (" " in s and _in_number_list(text, m.start(), m.end())):
@@ -249,9 +183,9 @@ def _phones(text: str, out: list[_Cand]) -> None:
         n = sum(c.isdigit() for c in main)
         if s[0] == "+":
             if 8 <= n <= 15:  # E.164 allows 15 digits; a "+CC" form is strong evidence
-                _add(out, m.start(), m.end(), "PHONE", 0.85, tier=3)
+                add(out, m.start(), m.end(), "PHONE", 0.85, tier=3)
         elif 9 <= n <= 13:
-            _add(out, m.start(), m.end(), "PHONE", 0.8)
+            add(out, m.start(), m.end(), "PHONE", 0.8)
 
 
 def _in_number_list(text: str, b: int, e: int) -> bool:
@@ -261,17 +195,17 @@ def _in_number_list(text: str, b: int, e: int) -> bool:
     )
 
 
-def _ipv4(text: str, out: list[_Cand]) -> None:
+def _ipv4(text: str, out: list[Cand]) -> None:
     for m in P.IPV4.finditer(text):
         octets = m.group().split(".")
         if any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in octets):
             continue
         if P.VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start()):
             continue
-        _add(out, m.start(), m.end(), "IP_ADDRESS", 0.9)
+        add(out, m.start(), m.end(), "IP_ADDRESS", 0.9)
 
 
-def _ipv6(text: str, out: list[_Cand]) -> None:
+def _ipv6(text: str, out: list[Cand]) -> None:
     pos = 0
     for hint in P.IPV6_COLON.finditer(text):
         if hint.start() < pos:
@@ -297,7 +231,7 @@ def _ipv6(text: str, out: list[_Cand]) -> None:
             parts = s.split(":")
             ok = len(parts) == 8
         if ok and all(1 <= len(p) <= 4 for p in parts):
-            _add(out, m.start(), m.end(), "IP_ADDRESS", 0.9)
+            add(out, m.start(), m.end(), "IP_ADDRESS", 0.9)
 
 
 def _windows(lower: str, words: tuple[str, ...], span: int) -> list[tuple[int, int]]:
@@ -332,14 +266,14 @@ def _keyword(
     lower: str,
     words: tuple[str, ...],
     span: int,
-    out: list[_Cand],
+    out: list[Cand],
     kind: str,
     accept: Callable[[str], bool] | None = None,
 ) -> None:
     for b, e in _windows(lower, words, span):
         for m in pattern.finditer(text, b, e):
             if accept is None or accept(m.group(1)):
-                _add(out, m.start(1), m.end(1), kind, 0.9)
+                add(out, m.start(1), m.end(1), kind, 0.9)
 
 
 def _looks_like_secret(value: str) -> bool:
@@ -351,7 +285,7 @@ def _looks_like_secret(value: str) -> bool:
     )
 
 
-def _passwords(text: str, lower: str, out: list[_Cand]) -> None:
+def _passwords(text: str, lower: str, out: list[Cand]) -> None:
     for wb, we in _windows(lower, ("pass", "pwd"), 100):
         for m in P.PASSWORD.finditer(text, wb, we):
             begin, end = m.start(1), m.end(1)
@@ -362,10 +296,10 @@ def _passwords(text: str, lower: str, out: list[_Cand]) -> None:
                 end -= 1
             value = text[begin:end]
             if len(value) >= 4 and value.lower() not in _PASSWORD_STOPWORDS and not _CODE_VALUE.match(value):
-                _add(out, begin, end, "PASSWORD", 0.8)
+                add(out, begin, end, "PASSWORD", 0.8)
 
 
-def _emails(text: str, out: list[_Cand]) -> None:
+def _emails(text: str, out: list[Cand]) -> None:
     allowed = P.EMAIL_LOCAL_CHARS
     for m in P.EMAIL_DOMAIN.finditer(text):
         at = begin = m.start()
@@ -374,20 +308,4 @@ def _emails(text: str, out: list[_Cand]) -> None:
         while begin < at and text[begin] in ".'":  # "see:.john@x" - trim leading dots and quotes
             begin += 1
         if begin < at:
-            _add(out, begin, m.end(), "EMAIL", 0.95)
-
-
-def _resolve(found: list[_Cand]) -> list[PiiEntity]:
-    """Greedy by priority; keep a candidate only if it overlaps nothing already kept."""
-    starts: list[int] = []  # kept spans, sorted by begin, for O(log n) overlap checks
-    ends: list[int] = []
-    kept: list[_Cand] = []
-    for cand in sorted(set(found), key=lambda c: (-c[4], c[0] - c[1], -c[5], c[0])):
-        b, e = cand[0], cand[1]
-        i = bisect_left(starts, b)
-        if (i < len(starts) and starts[i] < e) or (i > 0 and ends[i - 1] > b):
-            continue
-        starts.insert(i, b)
-        ends.insert(i, e)
-        kept.insert(i, cand)
-    return [PiiEntity(c[2], c[0], c[1], c[3]) for c in kept if c[2] != _BLOCK]
+            add(out, begin, m.end(), "EMAIL", 0.95)

@@ -6,8 +6,9 @@ Two rules keep this fast and safe:
   4x. Boundary checks therefore come right after the first character, as 2-3 char lookbehinds.
 - Every pattern is linear: quantifiers are bounded or split by a mandatory delimiter, so no input
   makes the engine backtrack exponentially.
-Patterns only find candidates; checksums, ranges and context in `local.py` decide. ASCII classes
-throughout: `\\d` would also match Arabic-Indic digits, which no card network issues.
+Patterns only find candidates; checksums, ranges and context in `local.py` decide. They run on
+`chalicelib.textnorm`'s view, where Unicode digits, spaces and dashes are already ASCII and
+invisible characters gone, so ASCII classes are exact.
 """
 from __future__ import annotations
 
@@ -20,18 +21,39 @@ import re
 LB1 = r"(?<![0-9A-Za-z_][0-9])(?<![0-9A-Za-z]/[0-9])(?<![.-][0-9])"
 LA = r"(?![0-9A-Za-z_]|[./-][0-9A-Za-z])"
 
-# Digit runs: groups joined by one space or dash. Cards, ABA, SSN and every context-anchored
-# number (account, CVV, PIN, bare SSN, bare phone) are classified from this single pass.
+# Digit runs: groups joined by one space or dash. ABA and every context-anchored number
+# (account, CVV, PIN, bare SSN, bare phone) are classified from this single pass.
 RUN = re.compile(rf"[0-9]{LB1}[0-9]*(?:[ -][0-9]+)*{LA}")
 GROUP = re.compile(r"[0-9]+")
 
-# IBAN (country + check digits, compact or grouped by 4) and BIC (bank, country, location,
-# branch) share one pass over upper-case letters.
-UPPER = re.compile(
-    r"[A-Z](?<![0-9A-Za-z][A-Z])[A-Z](?:"
-    r"(?P<iban>[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?))"
-    r"|(?P<swift>[A-Z]{4}[A-Z0-9]{2}(?:[A-Z0-9]{3})?))(?![0-9A-Za-z])"
+# Card candidates: 13+ digits in groups joined by any short run of separators, mixed ("4111.1111
+# /1111_1111", tabs, newlines, double spaces): whitespace, ASCII punctuation but '"' and "@" (so a
+# JSON string boundary never joins: tool arguments are redacted in place), and whatever non-ASCII
+# character the view still holds (bullets, arrows, symbols). Letters may touch the run
+# ("card4111...", "...1111abc"): Luhn, not the neighbourhood, keeps precision. The lookahead counts
+# 13 digits before anything is captured, so a short number costs one C-level probe. One character
+# class, not an alternation: half the cost in `re`.
+CARD_SEP = r"[\s!#-/:-?\[-`{-~\x80-\U0010ffff]"
+CARD_RUN = re.compile(rf"[0-9](?<![0-9][0-9])(?=(?:{CARD_SEP}{{0,3}}[0-9]){{12}})[0-9]*(?:{CARD_SEP}{{1,3}}[0-9]+)*")
+
+# SSN: AAA-GG-SSSS with any short run of spaces, dashes (en dashes are dashes in the view), dots,
+# slashes or underscores between the parts.
+_SSN_SEP = r"[ \t._/-]{1,3}"
+SSN_SHAPE = re.compile(rf"[0-9]{LB1}[0-9]{{2}}{_SSN_SEP}[0-9]{{2}}{_SSN_SEP}[0-9]{{4}}{LA}")
+
+# IBAN: country + check digits, then up to 32 letters and digits, compact or grouped by short runs
+# of spaces, dashes, dots, slashes or underscores (groups of any size: an invisible separator,
+# removed in the view, runs two groups together); either case. `local._iban` cuts it at the
+# country's length, on a group boundary; mod-97 decides. The pass starts on the check digits
+# (rare) rather than the letters (everywhere), then looks back for the country.
+_IBAN_SEP = r"[ \t._/-]{1,2}"
+IBAN = re.compile(
+    r"[0-9](?<=[A-Za-z]{2}[0-9])(?<![0-9A-Za-z_][A-Za-z]{2}[0-9])[0-9]"
+    rf"(?:(?:{_IBAN_SEP})?[A-Za-z0-9]){{11,32}}(?![0-9A-Za-z])"
 )
+ALNUM_GROUP = re.compile(r"[A-Za-z0-9]+")
+# BIC: bank, country, location, branch; upper case only (lower-case words would drown it).
+SWIFT = re.compile(r"[A-Z](?<![0-9A-Za-z][A-Z])[A-Z]{5}[A-Z0-9]{2}(?:[A-Z0-9]{3})?(?![0-9A-Za-z])")
 
 # Words allowed between a context keyword and its value: "CVV: 123", "PIN number is 1234",
 # "account no. 12345678", "expiry date: 12/26". Bounded, so it cannot run away.
@@ -65,7 +87,8 @@ SECRET_KEY = re.compile(
     r"(?i)secret[a-z_ ]{0,12}[\"']?\s{0,3}(?:is\b|[:=])?[ \t\"':=]{0,4}"
     r"((?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
 )
-ACCESS_KEY = re.compile(r"(?:AKIA|ASIA)(?<![A-Z0-9]....)[A-Z0-9]{16}(?![A-Z0-9])")
+# Searched in the lower-cased view: "akiaiosfodnn7example" is the same key to anyone who uses it.
+ACCESS_KEY = re.compile(r"(?:akia|asia)(?<![a-z0-9]....)[a-z0-9]{16}(?![a-z0-9])")
 
 # EMAIL: find "@domain" (a literal start, so fast), then walk back over the local part in Python.
 EMAIL_DOMAIN = re.compile(
@@ -78,16 +101,16 @@ _EXT = r"(?:\s?(?:x|ext\.?|extension)\s?[0-9]{1,6})?"
 PHONE = re.compile(
     r"[+(0-9](?<![0-9A-Za-z_+][+(0-9])(?<![0-9A-Za-z][./-][(0-9])(?<![0-9],[(0-9])(?:"
     # +CC, optional (0) trunk, digit groups joined by one separator each: +44 20 7946 0958
-    rf"(?<=\+)[1-9][0-9]{{0,2}}(?:[ .-]?\(0\))?[ .-]?[0-9]+(?:[ .-][0-9]+)*{_EXT}"
+    rf"(?<=\+)[1-9][0-9]{{0,2}}(?:[ ./-]?\(0\))?[ ./-]?[0-9]+(?:[ ./-][0-9]+)*{_EXT}"
     # (555) 123-4567 and trunk-0 (0113) 496 0123
     rf"|(?<=\()(?:[2-9][0-9]{{2}}\) ?[0-9]{{3}}[-. ][0-9]{{4}}{_EXT}"
     r"|0[0-9]{1,4}\)[ -]?[0-9]{2,8}(?:[ -][0-9]{2,4}){0,4})"
     # 555-123-4567, 1-800-555-0199, 001-555-123-4567 (the first digit is already consumed)
-    rf"|(?<=[2-9])[0-9]{{2}}(?P<s1>[-. ])[0-9]{{3}}(?P=s1)[0-9]{{4}}{_EXT}"
-    rf"|(?<=1)[ .-][2-9][0-9]{{2}}(?P<s2>[-. ])[0-9]{{3}}(?P=s2)[0-9]{{4}}{_EXT}"
-    rf"|(?<=0)01[ .-][2-9][0-9]{{2}}(?P<s3>[-. ])[0-9]{{3}}(?P=s3)[0-9]{{4}}{_EXT}"
+    rf"|(?<=[2-9])[0-9]{{2}}(?P<s1>[-. /])[0-9]{{3}}(?P=s1)[0-9]{{4}}{_EXT}"
+    rf"|(?<=1)[ .-][2-9][0-9]{{2}}(?P<s2>[-. /])[0-9]{{3}}(?P=s2)[0-9]{{4}}{_EXT}"
+    rf"|(?<=0)01[ .-][2-9][0-9]{{2}}(?P<s3>[-. /])[0-9]{{3}}(?P=s3)[0-9]{{4}}{_EXT}"
     # trunk-0 national forms: 020 7946 0958, 03 51 44 97 86
-    r"|(?<=0)[0-9]{1,4}[ -][0-9]{2,8}(?:[ -][0-9]{2,4}){0,4}"
+    r"|(?<=0)[0-9]{1,4}[ /-][0-9]{2,8}(?:[ /-][0-9]{2,4}){0,4}"
     rf"){LA}"
 )
 

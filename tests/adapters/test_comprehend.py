@@ -1,5 +1,5 @@
 """ComprehendPiiDetector through the REAL boto3 client against a loopback Comprehend: offsets,
-chunking under the 100 KB limit, languages, faults. Only 127.0.0.1 is reached."""
+chunking under the 100 KB limit, the normalised view it is sent, languages, faults. Only 127.0.0.1 is reached."""
 from __future__ import annotations
 
 import logging
@@ -11,9 +11,11 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from chalicelib.catalog import PiiPolicy
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.pii import PiiEntity
 from chalicelib.pii.comprehend import MAX_BYTES, ComprehendPiiDetector, chunks, comprehend_language
+from chalicelib.pii.policy import apply_policy
 from fakes.comprehend_server import Canned, Detect, Fail, FakeComprehend, Hang, Throttle, find_entities
 
 CANARY = "canary.secret@example.com"
@@ -68,6 +70,39 @@ def test_offsets_exact_after_non_ascii_text(fake: FakeComprehend) -> None:
     assert spans(text, found) == [("EMAIL", CANARY), ("PHONE", "(555) 123-4567"),
                                   ("CREDIT_DEBIT_NUMBER", "4111 1111 1111 1111")]
     assert [e.begin for e in found] == sorted(e.begin for e in found)
+
+
+def test_comprehend_reads_the_normalised_view_and_redaction_hits_the_original(fake: FakeComprehend) -> None:
+    # Invisible characters, a full-width "@", a dot leader, full-width digits, a no-break space and
+    # an en dash: the fake's ASCII patterns find nothing in this text as written, everything in
+    # the view. The offsets it answers are view offsets; the adapter maps them back.
+    email = "ja\u200bne.doe\uff20exam\u0440le\u2024com"
+    card = "\uff14\uff11\uff11\uff11\u00a01111\u200b1111\u20131111"
+    text = f"Olá 🙂, mail {email} or card {card}\u2060 today."
+    found = detector(fake).detect(text)
+    assert spans(text, found) == [("EMAIL", email), ("CREDIT_DEBIT_NUMBER", card)]
+    sent = fake.requests[0]
+    assert sent["format_chars"] == 0 and sent["non_ascii_digits"] == 0
+    assert sent["chars"] < len(text)  # the invisible characters were not sent
+    policy = PiiPolicy(input={"default": "REDACT"}, output={"default": "REDACT"})
+    redacted, _ = apply_policy(text, found, policy, "input")
+    assert redacted == "Olá 🙂, mail [EMAIL] or card [CREDIT_DEBIT_NUMBER]\u2060 today."
+
+
+def test_view_is_chunked_and_offsets_map_back_across_chunks(fake: FakeComprehend) -> None:
+    # 275 KB as written, 125 KB as the view: two calls, not three, and every entity (each with
+    # an invisible character inside) comes back as its exact original span, one near the cut.
+    unit = "word\u200b\u200b "
+    units = [unit] * 25_000
+    emails = {100: "a\u200bone@example.com", 19_990: "near\u00adcut@example.com", 24_000: "l\u2060ast@example.com"}
+    for at, email in emails.items():
+        units[at] = f"{email} "
+    text = "".join(units)
+    assert len(text.encode("utf-8")) > 2 * MAX_BYTES
+    found = detector(fake).detect(text)
+    assert len(fake.requests) == 2 and max(r["bytes"] for r in fake.requests) <= MAX_BYTES
+    assert all(r["format_chars"] == 0 for r in fake.requests)
+    assert spans(text, found) == [("EMAIL", email) for email in emails.values()]
 
 
 def test_min_score_filters_and_overlaps_resolve(fake: FakeComprehend) -> None:

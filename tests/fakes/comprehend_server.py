@@ -10,12 +10,15 @@ switched, this fake would answer 404 and the tests would say so.
 
 Entities: EMAIL, CREDIT_DEBIT_NUMBER (16 digits, optional space/dash groups), PHONE (US). Offsets
 are code points, EndOffset exclusive, as Comprehend's. Texts over 100,000 UTF-8 bytes get
-TextSizeLimitExceededException. Requests are recorded as sizes only (no text kept).
+TextSizeLimitExceededException. Requests are recorded as sizes and character classes only (no
+text kept): enough to show whether a caller sent a normalised view (ASCII digits, no invisible
+format characters) without keeping what it said.
 """
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Sequence, Union
@@ -69,14 +72,16 @@ def find_entities(text: str) -> list[dict[str, Any]]:
 class FakeComprehend(LoopbackServer):
     def __init__(self, script: Behaviour | Sequence[Behaviour] = Detect()) -> None:
         self.script = [script] if isinstance(script, (Detect, Canned, Fail, Hang)) else list(script)
-        self.requests: list[dict[str, Any]] = []  # {"bytes", "chars", "language"}
+        self.requests: list[dict[str, Any]] = []  # {"bytes", "chars", "language", ...}
         super().__init__(_handler(self))
 
     def next_behaviour(self, text: str, language: str) -> Behaviour:
         with self._lock:
             n = len(self.requests)
             self.requests.append({"bytes": len(text.encode("utf-8")), "chars": len(text),
-                                  "language": language})
+                                  "language": language,
+                                  "format_chars": sum(unicodedata.category(c) == "Cf" for c in text),
+                                  "non_ascii_digits": sum(c.isdigit() and not c.isascii() for c in text)})
             return self.script[min(n, len(self.script) - 1)]
 
 

@@ -142,7 +142,8 @@ NEGATIVES = [
     "Settled on 2024-01-15, 15/01/2024, 01.02.2024 at 10:30:45 or 12:00",
     "Amount $1,234.56 or 1,234,567,890 or EUR 1.234.567,89 or 021000021 USD or $021000021",
     "Upgrade to v1.2.3, version 1.2.3.4, v1.2.3.4, build 10.0.19045 or 1.2.3",
-    "Order ORD-12345678 and ORD-021000021 and INV-4111111111111111",
+    # A card number glued to letters is still a card (issue 8); a Luhn-invalid one is nothing.
+    "Order ORD-12345678 and ORD-021000021 and INV-4111111111111121",
     "ISBN 978-3-16-148410-0 and 0-306-40615-2",
     "Ref id_021000021 and 0.021000021",
     "SWIFT transfers take BUSINESS days; HOSPITALITY and PROCESSING are words",
@@ -166,6 +167,98 @@ def test_hard_negative_fixtures_really_fail_their_checksums() -> None:
     assert not iban_valid("DE88370400440532013000") and not iban_valid("IT23Y4992525180438779364730")
     assert not aba_valid("021000022") and not aba_valid("123456789")
     assert aba_valid("021000021")  # so the negatives above prove the boundary/amount rules
+
+
+# -- formatting and Unicode (issue 8): what a model reads as PII, the detector reports, with the
+# exact original span (invisible characters inside it included) ----------------------------------
+
+ZW, SHY, WJ, NBSP, NNBSP, EN = "\u200b", "\u00ad", "\u2060", "\u00a0", "\u202f", "\u2013"
+FW_CARD = "".join(chr(0xFF10 + int(d)) for d in "4111111111111111")  # full-width digits
+AR_CARD = "".join(chr(0x0660 + int(d)) for d in "4111111111111111")  # Arabic-Indic digits
+CARD_GROUPS = ["4111", "1111", "1111", "1111"]
+
+DISGUISED = [
+    # cards: any short run of separators, mixed; Unicode spaces and dashes; Unicode digits;
+    # invisible characters inside, or standing in for a separator; glued to letters
+    *[(f"card {sep.join(CARD_GROUPS)} ok", [(CARD, sep.join(CARD_GROUPS))])
+      for sep in (".", "/", "_", "  ", "\t", "\n", " - ", ":", "\r\n", NBSP, NNBSP, EN, "\u2014", "\u2212", "\u3000")],
+    ("card 4111 1111-1111.1111/ok", [(CARD, "4111 1111-1111.1111")]),
+    ("card 4111_1111 1111\t1111.", [(CARD, "4111_1111 1111\t1111")]),
+    (f"card {FW_CARD}.", [(CARD, FW_CARD)]),
+    (f"card {AR_CARD}.", [(CARD, AR_CARD)]),
+    (f"card 41{ZW}11 1111{SHY} 1111 11{WJ}11 now", [(CARD, f"41{ZW}11 1111{SHY} 1111 11{WJ}11")]),
+    (f"card 4111{WJ}1111{ZW}1111{SHY}1111 now", [(CARD, f"4111{WJ}1111{ZW}1111{SHY}1111")]),
+    (f"card 4111{WJ}1111 1111 1111 now", [(CARD, f"4111{WJ}1111 1111 1111")]),
+    ("card4111111111111111", [(CARD, "4111111111111111")]),
+    ("pay 4111111111111111abc", [(CARD, "4111111111111111")]),
+    ("INV-4111111111111111", [(CARD, "4111111111111111")]),
+    ("card 41 11 1111 1111 11 11", [(CARD, "41 11 1111 1111 11 11")]),  # any grouping after "card"
+    # SSN with en dashes, dots, slashes, full-width digits
+    (f"SSN 123{EN}45{EN}6789.", [(SSN, f"123{EN}45{EN}6789")]),
+    ("SSN 123.45.6789.", [(SSN, "123.45.6789")]),
+    ("ssn 123 / 45 / 6789", [(SSN, "123 / 45 / 6789")]),
+    ("ssn\uff1a\uff11\uff12\uff13-45-6789", [(SSN, "\uff11\uff12\uff13-45-6789")]),
+    # emails: full-width @, homoglyphs in the domain, zero-width spaces, full-width dot
+    ("mail jane\uff20example.com.", [("EMAIL", "jane\uff20example.com")]),
+    ("mail jane@ex\u0430mple.c\u043em.", [("EMAIL", "jane@ex\u0430mple.c\u043em")]),
+    (f"mail ja{ZW}ne@exa{ZW}mple.com", [("EMAIL", f"ja{ZW}ne@exa{ZW}mple.com")]),
+    (f"mail jane{ZW}@example\uff0ecom", [("EMAIL", f"jane{ZW}@example\uff0ecom")]),
+    # IBAN: lower case, dash/dot grouped, invisible characters
+    ("iban de89 3704 0044 0532 0130 00.", [(IBAN, "de89 3704 0044 0532 0130 00")]),
+    ("iban de89370400440532013000", [(IBAN, "de89370400440532013000")]),
+    ("iban DE89-3704-0044-0532-0130-00", [(IBAN, "DE89-3704-0044-0532-0130-00")]),
+    ("iban gb82.west.1234.5698.7654.32!", [(IBAN, "gb82.west.1234.5698.7654.32")]),
+    (f"iban DE89{ZW}3704{NBSP}0044 0532 0130 00", [(IBAN, f"DE89{ZW}3704{NBSP}0044 0532 0130 00")]),
+    # phones with slashes
+    ("call 555/123/4567 now", [("PHONE", "555/123/4567")]),
+    ("Tel. 030/1234567", [("PHONE", "030/1234567")]),
+    ("call +49 30/1234567", [("PHONE", "+49 30/1234567")]),
+    # AWS keys in lower case or with invisible characters; passwords after a full-width colon
+    ("key akiaiosfodnn7example", [("AWS_ACCESS_KEY", "akiaiosfodnn7example")]),
+    (f"key AKIA{ZW}IOSFODNN7EXAMPLE", [("AWS_ACCESS_KEY", f"AKIA{ZW}IOSFODNN7EXAMPLE")]),
+    ("password\uff1a hunter2!", [("PASSWORD", "hunter2!")]),
+    (f"pass{SHY}word: hunter2!", [("PASSWORD", "hunter2!")]),
+    ("p\u0430ssword\uff1dhunter2!", [("PASSWORD", "hunter2!")]),
+    # ABA routing and context-anchored numbers in Unicode digits or with invisible characters
+    (f"routing 0210{ZW}00021", [(ABA, f"0210{ZW}00021")]),
+    ("CVV\uff1a \uff11\uff12\uff13", [("CREDIT_DEBIT_CVV", "\uff11\uff12\uff13")]),
+    # JSON escapes (tool-call arguments are JSON text): the span covers the whole escapes
+    ('{"card": "4111\\u00a01111\\u00a01111\\u00a01111"}', [(CARD, "4111\\u00a01111\\u00a01111\\u00a01111")]),
+    ('{"card": "4111\\n1111\\n1111\\n1111"}', [(CARD, "4111\\n1111\\n1111\\n1111")]),
+]
+
+
+@pytest.mark.parametrize(("text", "pairs"), DISGUISED, ids=[repr(t) for t, _ in DISGUISED])
+def test_disguised_entities_exact_original_spans(text: str, pairs: list[tuple[str, str]]) -> None:
+    expect(text, *pairs)
+
+
+DISGUISED_NEGATIVES = [
+    "card 4111.1111.1111.1112 and 4111/1111/1111/1121",  # Luhn-invalid whatever the separators
+    f"card {FW_CARD[:-1]}\uff12 and 4111{ZW}1111{ZW}1111{ZW}1112",
+    "card4111111111111112 and 4111111111111121abc",
+    "iban de88 3704 0044 0532 0130 00 and DE88-3704-0044-0532-0130-00",
+    f"SSN 000{EN}12{EN}3456 and 666.12.3456",
+    "at 2024-01-15 10:30:45 and 2024/01/15 10:30, then 15.01.2024 10:30:45",  # timestamps
+    "CSV 1,234,567.89;2,345,678.90",
+    "tokens asiapacificregionx and AsiaPacificRegionX",  # AKIA/ASIA-shaped words are not keys
+    "class Pass\u200bword: str",
+]
+
+
+@pytest.mark.parametrize("text", DISGUISED_NEGATIVES)
+def test_disguised_negatives(text: str) -> None:
+    assert found(text) == []
+
+
+def test_ipv6_digits_are_not_a_card() -> None:
+    expect("from 3230:6269:4442:7352:eb61:f896:f6c5:9512 ok",
+           ("IP_ADDRESS", "3230:6269:4442:7352:eb61:f896:f6c5:9512"))
+
+
+def test_json_string_boundary_never_joins_a_card() -> None:
+    # Tool arguments are JSON text redacted in place: a span across '","' would break the JSON.
+    assert found('["4111","1111","1111","1111"]') == []
 
 
 # -- overlap resolution -----------------------------------------------------------------------------
@@ -297,7 +390,8 @@ def test_throughput_smoke_on_mixed_text() -> None:
 
 def test_detector_modules_import_only_stdlib() -> None:
     stdlib = set(sys.stdlib_module_names)
-    for name in ("local.py", "patterns.py", "checksums.py", "type_names.py"):
+    for name in ("local.py", "patterns.py", "checksums.py", "type_names.py", "grouped.py", "candidates.py",
+                 "../textnorm.py"):
         tree = ast.parse((PII_DIR / name).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

@@ -1,0 +1,117 @@
+"""The checksum numbers whose digit groups a caller may join any way: cards, SSNs and IBANs.
+
+Each reads `chalicelib.textnorm`'s view (digits ASCII, invisible characters gone) and lets the
+checksum or the SSA ranges, not the separators, decide: "4111.1111/1111_1111", "123–45–6789" and
+"de89-3704-0044-0532-0130-00" are what they look like. A number of the right shape that fails its
+check is claimed as BLOCK, so no phone number or shorter card is found inside it.
+"""
+from __future__ import annotations
+
+import re
+
+from chalicelib.pii import patterns as P
+from chalicelib.pii.candidates import BLOCK, Cand, add
+from chalicelib.pii.checksums import IBAN_LENGTHS, iban_valid, luhn_valid, ssn_valid
+
+# A card word just before a 13-19 digit run lets any grouping through to Luhn ("card 41 11 1111...").
+_CARD_BEFORE = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|maestro|discover|pan|cc|credit|debit)\b")
+
+
+def cards(text: str, out: list[Cand]) -> None:
+    for m in P.CARD_RUN.finditer(text):
+        offset = m.start()
+        if ":" in m.group() and _in_ipv6(text, offset, m.end()):
+            continue  # "3230:6269:4442:7352:eb61:..." is an address, whatever its digits
+        groups = [g.span() for g in P.GROUP.finditer(m.group())]
+        sizes = [e - b for b, e in groups]
+        shaped = _card_shaped(sizes)
+        if shaped or (13 <= sum(sizes) <= 19 and _CARD_BEFORE.search(text, max(0, offset - 40), offset)):
+            digits = "".join(m.group()[b:e] for b, e in groups)
+            if digits[0] in "123456" and luhn_valid(digits):
+                add(out, offset, m.end(), "CREDIT_DEBIT_NUMBER", 1.0)
+                continue
+            if shaped:  # a mistyped card is still not a phone number or a shorter card
+                out.append((offset, m.end(), BLOCK, 0.0, 3, -1))
+                continue
+        _card_windows(m.group(), offset, groups, sizes, out)
+
+
+def _in_ipv6(text: str, b: int, e: int) -> bool:
+    while b > 0 and text[b - 1] in P.IPV6_CHARS:
+        b -= 1
+    while e < len(text) and text[e] in P.IPV6_CHARS:
+        e += 1
+    token = text[b:e]
+    return token.count(":") >= 5 or "::" in token
+
+
+def _card_windows(run: str, offset: int, groups: list[tuple[int, int]], sizes: list[int], out: list[Cand]) -> None:
+    """A card-shaped window of a longer run, where the groups beside it cannot belong to it."""
+    i = 0
+    while i < len(groups):
+        for size in range(min(5, len(groups) - i), 0, -1):
+            j = i + size
+            left_ok = i == 0 or sizes[i - 1] < 3 or sizes[i - 1] >= 13
+            right_ok = j == len(groups) or sizes[j] < 3 or sizes[j] >= 13
+            if left_ok and right_ok and _card_shaped(sizes[i:j]):
+                digits = "".join(run[b:e] for b, e in groups[i:j])
+                if digits[0] in "123456" and luhn_valid(digits):
+                    add(out, offset + groups[i][0], offset + groups[j - 1][1], "CREDIT_DEBIT_NUMBER", 1.0)
+                    i = j - 1
+                    break
+        i += 1
+
+
+def _card_shaped(sizes: list[int]) -> bool:
+    """13-19 digits, compact or in groups of 3-8 with the first of 4+: 4-4-4-4, 4-6-5, 4-4-4-4-3,
+    and two groups run together by an invisible separator (8-4-4). Groups of 1-2 digits are
+    timestamps, dates and phone numbers ("2024-01-15 10:30:45"): only a card word vouches for them."""
+    return 13 <= sum(sizes) <= 19 and (len(sizes) == 1 or (sizes[0] >= 4 and all(3 <= s <= 8 for s in sizes)))
+
+
+def ssns(text: str, out: list[Cand]) -> None:
+    for m in P.SSN_SHAPE.finditer(text):
+        area, group, serial = P.GROUP.findall(m.group())
+        if ssn_valid(area, group, serial):
+            add(out, m.start(), m.end(), "SSN", 0.95)
+        else:  # 000-12-3456 is not an SSN, nor a phone number
+            out.append((m.start(), m.end(), BLOCK, 0.0, 3, -1))
+
+
+def ibans(text: str, out: list[Cand]) -> None:
+    # A match runs on over the words after an IBAN ("... 2444. pay NL16 KWGL ..."): the next search
+    # starts where the IBAN was cut, or one character on, so the next IBAN is not swallowed.
+    m = P.IBAN.search(text)
+    while m:
+        begin = m.start() - 2  # the pattern starts on the check digits; the country is before them
+        end = _iban(text[begin : m.end()], begin, out)
+        m = P.IBAN.search(text, end or m.start() + 1)
+
+
+def _iban(s: str, offset: int, out: list[Cand]) -> int:
+    """Claim the IBAN at the start of `s`; return where the claim ends in the text, 0 if none."""
+    want = IBAN_LENGTHS.get(s[:2].upper())
+    if want is None:
+        return 0
+    exact = near = 0  # where the groups add up to the country's length, or to within 2 of it
+    count = 0
+    for g in P.ALNUM_GROUP.finditer(s):
+        count += g.end() - g.start()
+        if count == want:
+            exact = g.end()
+            break
+        if abs(count - want) <= 2:
+            near = g.end()
+        if count > want + 2:
+            break
+    end = exact or near
+    if not end:
+        return 0
+    compact = "".join(P.ALNUM_GROUP.findall(s, 0, end)).upper()
+    if 2 * sum(c.isdigit() for c in compact[4:]) < len(compact) - 4:
+        return 0  # mostly letters after the check digits: words ("de12 this is a test"), not a BBAN
+    if exact and iban_valid(compact):
+        add(out, offset, offset + end, "INTERNATIONAL_BANK_ACCOUNT_NUMBER", 1.0)
+    else:  # a mistyped IBAN: claim it so no card hides inside
+        out.append((offset, offset + end, BLOCK, 0.0, 4, -1))
+    return offset + end
