@@ -69,7 +69,8 @@ def _identity(settings: Settings) -> Any:
     from chalicelib.identity.local import LocalSigV4Identity
     from chalicelib.identity.local_credentials import LocalCredentials
 
-    return LocalSigV4Identity(LocalCredentials(settings.local_credentials_path), settings.signing_region)
+    return LocalSigV4Identity(LocalCredentials(settings.local_credentials_path), settings.signing_region,
+                              settings.served_hosts)
 
 
 def _quota(settings: Settings) -> Any:

@@ -48,6 +48,9 @@ class Settings:
     ledger_table: str  # GARDEN_STORE=dynamodb
     audit_bucket: str | None  # GARDEN_AUDIT=s3
     bu_keys: Mapping[str, str]  # GARDEN_AUDIT=s3: business unit -> KMS key ARN, "_unidentified" included
+    # Local identity: the `host:port` values a signed host header may name (GARDEN_SERVED_HOST,
+    # comma-separated; the dev server sets it from the socket it bound). Empty: loopback, any port.
+    served_hosts: tuple[str, ...] = ()
 
     @property
     def local_credentials_path(self) -> Path:
@@ -82,6 +85,7 @@ class Settings:
             ledger_table=env.get("GARDEN_LEDGER_TABLE", "garden-ledger"),
             audit_bucket=env.get("GARDEN_AUDIT_BUCKET") or None,
             bu_keys=_bu_keys(env.get("GARDEN_BU_KEYS", "{}")),
+            served_hosts=tuple(h.strip() for h in env.get("GARDEN_SERVED_HOST", "").split(",") if h.strip()),
         )
         if settings.audit == "s3":
             if not settings.audit_bucket:

@@ -30,14 +30,16 @@ requests::
 Locally (`make run`) use base URL `http://127.0.0.1:8000/v1`, region `us-east-1` and the demo key
 `make run` prints (export AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
 
-Only a stable set of headers is signed (host, content-type, x-amz-*): proxies and SDKs may add or
-rewrite others (user-agent, x-stainless-*, accept-encoding) without breaking the signature. The
-body is always signed. The query string is rewritten into SigV4's canonical encoding before signing,
+Only a stable set of headers is signed (host, content-type, x-amz-*, and a random x-garden-nonce
+so that no two requests share a signature: the local gateway refuses a replayed one): proxies and
+SDKs may add or rewrite others (user-agent, x-stainless-*, accept-encoding) without breaking the
+signature. The body is always signed. The query string is rewritten into SigV4's canonical encoding before signing,
 so that the gateway, which sees it decoded, re-encodes it to the same bytes.
 """
 from __future__ import annotations
 
 import importlib
+import secrets
 from typing import TYPE_CHECKING, Any, Generator, Mapping
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -67,8 +69,10 @@ except ImportError:  # pragma: no cover
     _RequestsAuthBase = object
 
 SERVICE = "execute-api"
-_SIGNED = ("host", "content-type")  # plus every x-amz-* header present
-_SET_BY_SIGNER = ("authorization", "x-amz-date", "x-amz-security-token")
+_SIGNED = ("host", "content-type")  # plus every x-amz-* header present, and the nonce
+# SigV4 has no nonce: identical requests signed in the same second would share a signature.
+NONCE = "x-garden-nonce"
+_SET_BY_SIGNER = ("authorization", "x-amz-date", "x-amz-security-token", NONCE)
 
 
 class _Signer:
@@ -90,6 +94,7 @@ class _Signer:
             name: value for name, value in ((n.lower(), v) for n, v in headers.items())
             if (name in _SIGNED or name.startswith("x-amz-")) and name not in _SET_BY_SIGNER
         }
+        to_sign[NONCE] = secrets.token_hex(16)
         request = AWSRequest(method=method, url=url, data=body, headers=to_sign)
         # Frozen per request: refreshable credentials (SSO, roles) rotate between calls, never mid-signature.
         freeze = getattr(self.credentials, "get_frozen_credentials", None)

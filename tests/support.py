@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +41,14 @@ def _app(app_id: str, role: str, **extra: Any) -> dict[str, Any]:
 TEST_CATALOG: dict[str, Any] = {
     "version": 1,
     "models": {
+        # local-echo bills ceil(bytes / 4) per text: 4 is its exact floor, and it adds no tool prompt.
         "local-echo": {
-            "max_output_tokens": 4096,
+            "max_output_tokens": 4096, "bytes_per_token": 4, "input_overhead_tokens": 0,
             "price": {"input_per_1k": 0.003, "output_per_1k": 0.015},
             "deployments": [{"provider": "local-echo", "model_id": "echo-1"}],
         },
         "echo-small": {
-            "max_output_tokens": 8,
+            "max_output_tokens": 8, "bytes_per_token": 4, "input_overhead_tokens": 0,
             "price": {"input_per_1k": 0.0, "output_per_1k": 0.0},
             "deployments": [{"provider": "local-echo", "model_id": "echo-small"}],
         },
@@ -87,7 +89,10 @@ class Garden:
         sign: bool = True, headers: dict[str, str] | None = None,
     ) -> Any:
         raw = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
-        all_headers = {"host": "testserver", "content-type": "application/json", **(headers or {})}
+        # A fresh nonce per request: local identity refuses a replayed signature, and two identical
+        # requests signed in the same second would otherwise share one (client/garden_auth.py does the same).
+        all_headers = {"host": "testserver", "content-type": "application/json",
+                       "x-garden-nonce": secrets.token_hex(8), **(headers or {})}
         if sign:
             all_headers = signed_headers(method, f"http://testserver{path}", raw, key_id, secret,
                                          headers=all_headers)
@@ -124,7 +129,7 @@ def running_garden(root: Path, env: dict[str, str] | None = None, **overrides: A
     from app import app
 
     home, base_env = make_home(root)
-    settings = Settings.from_env({**base_env, **(env or {})})
+    settings = Settings.from_env({**base_env, "GARDEN_SERVED_HOST": "testserver", **(env or {})})
     ledger = SqliteLedger(home / "garden.sqlite3")
     overrides.setdefault("quota", QuotaKeeper(ledger, settings.request_timeout_s))
     pipeline = gateway.build_pipeline(settings, **overrides)

@@ -1,12 +1,16 @@
 """Local SigV4 key store: `$GARDEN_HOME/local-credentials.json`, re-read only when it changes.
 
-Shape: `{"<access key id>": {"secret_access_key": "...", "principal_arn": "arn:aws:iam::<acct>:role/<name>"}}`.
-`chalice local` has no IAM, so this file plays IAM's part: it maps an access key to a principal.
-Errors name the offending access key id and field, never a secret.
+Shape: `{"<access key id>": {"secret_access_key": "...", "principal_arn": "arn:aws:iam::<acct>:role/<name>",
+"session_token": "..." (optional)}}`. `chalice local` has no IAM, so this file plays IAM's part: it
+maps an access key to a principal. A request carrying `x-amz-security-token` passes only for a key
+whose entry defines that token; a key with a token needs it sent.
+Errors name the file, the offending access key id and field, never a secret; a file that becomes
+malformed is reported in the server's output when it is re-read, once per change.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.errors import ConfigError, PermissionDenied
+from chalicelib.telemetry import LOGGER_NAME
 
 _KEY_ID = re.compile(r"[A-Za-z0-9]{1,128}")  # never '/': it separates the credential scope
 _PRINCIPAL = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z-]+/\S+")
@@ -28,8 +33,9 @@ _ALNUM = string.ascii_letters + string.digits  # no '/' or '+': the secret is pa
 class LocalCredential:
     secret_access_key: str
     principal_arn: str
+    session_token: str | None = None
 
-    def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
+    def __repr__(self) -> str:  # keep the secret and token out of logs and tracebacks
         return f"LocalCredential(principal_arn={self.principal_arn!r})"
 
 
@@ -66,7 +72,7 @@ class LocalCredentials:
         if error is not None:
             raise error
         if signature is None:
-            raise PermissionDenied("no local credentials configured: run make run", code="unknown_access_key")
+            raise PermissionDenied("no local credentials configured: run make run", code="no_local_credentials")
         return entries.get(access_key_id)
 
     def _stat(self) -> _Signature:
@@ -89,9 +95,21 @@ class LocalCredentials:
                     signature = None  # deleted between stat and read
                 except ConfigError as exc:
                     error = exc
+                    # Said once per change of the file, where the operator looks: the server's output.
+                    logging.getLogger(LOGGER_NAME).error(json.dumps({"event": "config_error", "error": str(exc)}))
             # Stat taken before the read: a write racing the read changes it, so the next call reloads.
             self._state = (signature, entries, error)
             return self._state
+
+
+def check_file(path: Path) -> bool:
+    """Whether the file exists; raises ConfigError naming the file, entry and problem if malformed."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    _parse(raw, path)
+    return True
 
 
 def _parse(raw: bytes, path: Path) -> dict[str, LocalCredential]:
@@ -114,7 +132,13 @@ def _parse(raw: bytes, path: Path) -> dict[str, LocalCredential]:
             raise ConfigError(f"{path}: {key_id}: secret_access_key must be a non-empty string")
         if not isinstance(principal, str) or not _PRINCIPAL.fullmatch(principal):
             raise ConfigError(f"{path}: {key_id}: principal_arn must look like arn:aws:iam::<account>:role/<name>")
-        entries[key_id] = LocalCredential(secret, principal)
+        token = entry.get("session_token")
+        if token is not None and (not isinstance(token, str) or not token):
+            raise ConfigError(f"{path}: {key_id}: session_token, when given, must be a non-empty string")
+        unknown = sorted(set(entry) - {"secret_access_key", "principal_arn", "session_token"})
+        if unknown:
+            raise ConfigError(f"{path}: {key_id}: unknown field {unknown[0][:32]!r}")
+        entries[key_id] = LocalCredential(secret, principal, token)
     return entries
 
 

@@ -4,9 +4,10 @@ Used only where no API Gateway checks signatures (`chalice local`). Pure stdlib 
 botocore would cost cold-start time. The canonical request mirrors botocore's `SigV4Auth` for a
 non-S3 service, so whatever botocore signs verifies here:
 
-* path: dot segments and repeated slashes removed, then `quote(path, safe='/~')`, applied to the
-  path *as received on the wire* (still percent-encoded), exactly as botocore applies it to the
-  URL it signed: so `/m/a:b` and `/m/a%3Ab` are different paths, each consistent end to end.
+* path: `quote(path, safe='/~')` of the path *as received on the wire* (still percent-encoded),
+  exactly as botocore applies it to the URL it signed: so `/m/a:b` and `/m/a%3Ab` are different
+  paths, each consistent end to end. botocore removes dot segments and repeated slashes before
+  signing, but the router matches the path as sent, so such paths are refused (signed = routed).
 * query: Chalice hands us the *decoded* multi-value dict, not the raw string, so each key and value
   is re-encoded with `quote(safe='-_.~')` and the pairs sorted. A signer that signed a raw query in
   another encoding (`+` for space, unencoded `*`, ...) does not verify; botocore with `params`, and
@@ -16,8 +17,13 @@ non-S3 service, so whatever botocore signs verifies here:
 * payload: always the sha256 of the body actually received; a client-sent x-amz-content-sha256
   (including UNSIGNED-PAYLOAD) must equal it.
 
+Beyond the signature, as API Gateway does: the signed `host` must be the one served, a session
+token must match one the local credentials define. Unlike API Gateway, a verified signature is
+accepted once (the caller's replay cache, `replay.py`).
+
 Every failure is a PermissionDenied (403) whose message never quotes the secret, the signature or
-the body; values echoed from the request pass `_shown` first.
+the body; values echoed from the request pass `_shown` first. An unknown access key and a wrong
+secret get the same answer (`invalid_signature`), so keys cannot be enumerated.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ _REQUIRED_SIGNED = ("host", "x-amz-date")
 _KEY_CACHE_MAX = 256
 # (secret, date, region, service) -> signing key: 4 HMACs saved per request; a key is valid a day.
 _key_cache: dict[tuple[str, str, str, str], bytes] = {}
+_UNKNOWN_KEY_SECRET = "garden-no-such-key"  # verifies nothing: every real signature differs
 
 
 def verify_sigv4(
@@ -55,10 +62,16 @@ def verify_sigv4(
     region: str,
     lookup: Callable[[str], LocalCredential | None],
     now: datetime,
+    served_host: Callable[[str], bool],
+    first_use: Callable[[str, datetime, datetime], bool] | None = None,
     service: str = "execute-api",
     max_skew: timedelta = timedelta(minutes=5),
 ) -> str:
-    """Returns the caller's principal ARN or raises PermissionDenied."""
+    """Returns the caller's principal ARN or raises PermissionDenied.
+
+    `served_host(host)` says whether a signed `host` header names this server; `first_use(signature,
+    now, expires)` records a verified signature and says whether it is new (None: no replay check).
+    """
     headers = {name.lower(): value for name, value in headers.items()}
     auth = headers.get("authorization")
     if not auth:
@@ -68,6 +81,8 @@ def verify_sigv4(
               "request is not signed: sign it with AWS SigV4 (service execute-api); see client/garden_auth.py")
     key_id, scope_date, scope_region, scope_service, signed, signature = _parse_authorization(auth)
 
+    # Every check that needs no key comes first, so that what follows the key lookup can fail in
+    # one way only: an unknown key and a wrong signature are indistinguishable (no key enumeration).
     for name in _REQUIRED_SIGNED:
         if name not in signed:
             _deny("unsigned_header", f"SignedHeaders must include {name}")
@@ -76,6 +91,9 @@ def verify_sigv4(
     for name in signed:
         if name not in headers:
             _deny("invalid_signature", f"signed header {_shown(name)} is missing from the request")
+    if not served_host(headers["host"]):
+        _deny("invalid_host", "the signed host header does not name this server: sign for the URL you call")
+    _check_routed_path(path)
 
     amz_date = headers["x-amz-date"]
     if not _AMZ_DATE.fullmatch(amz_date):
@@ -88,11 +106,9 @@ def verify_sigv4(
     if scope_service != service:
         _deny("invalid_credential_scope",
               f"credential scope service {_shown(scope_service)} is wrong: sign for {service}")
-    _check_skew(amz_date, now, max_skew)
-
-    credential = lookup(key_id)
-    if credential is None:
-        _deny("unknown_access_key", f"access key {_shown(key_id)} is not known to this gateway")
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)  # naive means UTC here, as for x-amz-date
+    signed_at = _check_skew(amz_date, now, max_skew)
 
     payload_hash = hashlib.sha256(body).hexdigest()
     claimed = headers.get("x-amz-content-sha256")
@@ -110,12 +126,39 @@ def verify_sigv4(
     ))
     scope = f"{scope_date}/{region}/{service}/{TERMINATOR}"
     string_to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    key = _signing_key(credential.secret_access_key, scope_date, region, service)
+
+    credential = lookup(key_id)
+    # An unknown key still costs the HMACs, so timing does not tell it from a wrong secret either.
+    secret = credential.secret_access_key if credential is not None else _UNKNOWN_KEY_SECRET
+    key = _signing_key(secret, scope_date, region, service)
     expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature):
-        _deny("invalid_signature", "signature does not match: check the secret key, region and that the "
-              "method, path, query, signed headers and body are sent exactly as signed")
+    matches = hmac.compare_digest(expected, signature)
+    if credential is None or not matches or not _token_matches(credential, headers.get("x-amz-security-token")):
+        _deny("invalid_signature", "signature does not match: check the access key id and secret (and session "
+              "token), the region, and that the method, path, query, signed headers and body are sent as signed")
+    if first_use is not None and not first_use(signature, now, signed_at + max_skew):
+        _deny("replayed_signature", "this signature was already used: sign every request anew")
     return credential.principal_arn
+
+
+def _token_matches(credential: LocalCredential, sent: str | None) -> bool:
+    """A session token is accepted only where the local credentials define one, and must equal it;
+    a credential that defines one needs it sent (as STS session credentials do)."""
+    expected = credential.session_token
+    if expected is None or sent is None:
+        return expected is None and sent is None
+    return hmac.compare_digest(expected.encode(), sent.encode())
+
+
+def _check_routed_path(path: str) -> None:
+    """What is signed must be what is routed: SigV4 signs the path with dot segments and empty
+    segments removed, while the local router matches it as sent (`/v1/models/..` would be signed as
+    `/v1` and routed to a model named `..`). Such paths are refused; one trailing slash is allowed."""
+    segments = path.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments.pop()
+    if not path.startswith("/") or any(s in ("", ".", "..") for s in segments):
+        _deny("non_canonical_path", "the path has empty, '.' or '..' segments: send it in its canonical form")
 
 
 def canonical_path(path: str) -> str:
@@ -171,7 +214,7 @@ def _parse_authorization(auth: str) -> tuple[str, str, str, str, list[str], str]
     return scope[0], scope[1], scope[2], scope[3], signed, fields["Signature"]
 
 
-def _check_skew(amz_date: str, now: datetime, max_skew: timedelta) -> None:
+def _check_skew(amz_date: str, now: datetime, max_skew: timedelta) -> datetime:
     try:  # by hand: strptime costs ~10 µs
         signed_at = datetime(int(amz_date[0:4]), int(amz_date[4:6]), int(amz_date[6:8]), int(amz_date[9:11]),
                              int(amz_date[11:13]), int(amz_date[13:15]), tzinfo=timezone.utc)
@@ -185,6 +228,7 @@ def _check_skew(amz_date: str, now: datetime, max_skew: timedelta) -> None:
     if signed_at > now + max_skew:
         _deny("signature_expired", f"signature is dated {amz_date}, more than {_minutes(max_skew)} in the future; "
               "check the client's clock")
+    return signed_at
 
 
 def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:

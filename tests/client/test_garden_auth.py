@@ -20,7 +20,9 @@ import requests
 from botocore.credentials import Credentials
 
 from chalicelib.errors import PermissionDenied
+from chalicelib.identity.local import host_matcher
 from chalicelib.identity.local_credentials import LocalCredential
+from chalicelib.identity.replay import ReplayCache
 from chalicelib.identity.sigv4 import verify_sigv4
 from client.garden_auth import SigV4HttpxAuth, SigV4RequestsAuth, openai_client
 
@@ -50,6 +52,7 @@ class Seen:
 class Gateway:
     base_url: str
     seen: list[Seen] = field(default_factory=list)
+    replay: ReplayCache = field(default_factory=ReplayCache)
 
 
 def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
@@ -64,6 +67,7 @@ def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
                     query=parse_qs(parts.query, keep_blank_values=True) or None,
                     headers=headers, body=body, region="us-east-1",
                     lookup={KEY_ID: LocalCredential(SECRET, PRINCIPAL)}.get, now=datetime.now(timezone.utc),
+                    served_host=host_matcher([]), first_use=gateway.replay.first_use,
                 )
                 status, answer = 200, (MODELS if parts.path.endswith("/models") else CHAT)
             except PermissionDenied as exc:
@@ -116,7 +120,7 @@ def test_openai_sdk_list_and_chat_are_verified(gateway: Gateway) -> None:
     assert post.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=" + KEY_ID)
     assert "Bearer" not in post.headers["authorization"]
     signed = post.headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
-    assert {"host", "x-amz-date", "content-type"} <= set(signed)
+    assert {"host", "x-amz-date", "content-type", "x-garden-nonce"} <= set(signed)
     assert not any(name.startswith("x-stainless") for name in signed)
 
 
@@ -179,3 +183,13 @@ def test_streaming_chat_is_signed(gateway: Gateway) -> None:
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == "hi"
     assert [s.outcome for s in gateway.seen] == [PRINCIPAL]
     assert json.loads(gateway.seen[0].body)["stream"] is True
+
+
+def test_identical_requests_in_the_same_second_are_not_replays(gateway: Gateway) -> None:
+    # SigV4 dates have a one-second resolution; the signed nonce keeps each signature unique.
+    auth = SigV4RequestsAuth(region="us-east-1", credentials=CREDS)
+    for _ in range(5):
+        assert requests.get(f"{gateway.base_url}/v1/models", auth=auth, timeout=10).status_code == 200
+    assert [s.outcome for s in gateway.seen] == [PRINCIPAL] * 5
+    assert len({s.headers["x-garden-nonce"] for s in gateway.seen}) == 5
+    assert len({s.headers["authorization"] for s in gateway.seen}) == 5

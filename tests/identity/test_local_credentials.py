@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
@@ -12,6 +13,7 @@ import pytest
 
 from chalicelib.errors import ConfigError, PermissionDenied
 from chalicelib.identity.local_credentials import LocalCredential, LocalCredentials, ensure_demo_credentials
+from chalicelib.telemetry import LOGGER_NAME
 
 ARN = "arn:aws:iam::111122223333:role/demo-app-role"
 OTHER_ARN = "arn:aws:iam::111122223333:role/other-role"
@@ -72,6 +74,8 @@ def test_missing_file_denies_every_request(tmp_path: Path) -> None:
         ({"AKIA/BAD": entry()}, "'AKIA/BAD'"),
         ([entry()], "expected an object"),
         ("{not json", "not valid JSON"),
+        ({"AKIABADENTRY00000004": {**entry(), "session_token": 7}}, "AKIABADENTRY00000004: session_token"),
+        ({"AKIABADENTRY00000005": {**entry(), "sesion_token": "t"}}, "AKIABADENTRY00000005: unknown field"),
     ],
 )
 def test_malformed_file_names_the_entry_not_the_secret(tmp_path: Path, content: object, named: str) -> None:
@@ -127,3 +131,46 @@ def test_ensure_demo_credentials_refuses_a_malformed_file(tmp_path: Path) -> Non
 def test_demo_keys_are_random(tmp_path: Path) -> None:
     pairs = {ensure_demo_credentials(tmp_path / str(i) / "c.json", ARN)[:2] for i in range(5)}
     assert len({key for key, _ in pairs}) == 5 and len({secret for _, secret in pairs}) == 5
+
+
+def test_optional_session_token(tmp_path: Path) -> None:
+    path = tmp_path / "local-credentials.json"
+    write(path, {"AKIATOKENKEY00000001": {**entry(), "session_token": "tok"}, "AKIAPLAINKEY00000002": entry()})
+    creds = LocalCredentials(path)
+    assert creds.lookup("AKIATOKENKEY00000001") == LocalCredential(SECRET, ARN, "tok")
+    assert creds.lookup("AKIAPLAINKEY00000002") == LocalCredential(SECRET, ARN, None)
+    assert "tok" not in repr(creds.lookup("AKIATOKENKEY00000001"))
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_a_file_that_becomes_malformed_is_reported_once_in_the_log(tmp_path: Path) -> None:
+    log, seen = logging.getLogger(LOGGER_NAME), _Lines()
+    log.addHandler(seen)
+    try:
+        _malformed_after_start(tmp_path)
+    finally:
+        log.removeHandler(seen)
+    lines = [line for line in seen.lines if "config_error" in line]
+    assert len(lines) == 1
+    assert str(tmp_path) in lines[0] and "AKIAFIRSTKEY00000001: principal_arn" in lines[0]
+    assert SECRET not in lines[0]
+
+
+def _malformed_after_start(tmp_path: Path) -> None:
+    path = tmp_path / "local-credentials.json"
+    write(path, {"AKIAFIRSTKEY00000001": entry()})
+    creds = LocalCredentials(path)
+    assert creds.lookup("AKIAFIRSTKEY00000001") is not None
+    write(path, {"AKIAFIRSTKEY00000001": {"secret_access_key": SECRET, "principal_arn": "nope"}})
+    os.utime(path, ns=(1, 2_000_000_000_000_000_000))
+    for _ in range(3):
+        with pytest.raises(ConfigError):
+            creds.lookup("AKIAFIRSTKEY00000001")
