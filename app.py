@@ -9,6 +9,7 @@ from chalicelib.pipeline import Pipeline
 
 app = Chalice(app_name="execution-garden", configure_logs=False)
 app.debug = False  # 500s carry a request id, never a stack trace
+web.quiet_chalice_log(app.log)  # and Chalice's own log names an exception's class, not its traceback
 iam = IAMAuthorizer()  # in AWS, API Gateway verifies SigV4; `chalice local` does not (see identity/)
 
 

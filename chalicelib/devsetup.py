@@ -17,15 +17,19 @@ DEMO_APP = "demo-app"
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    # A bad setting, catalog or credentials file is one line naming it, never a traceback.
     try:
+        settings = Settings.from_env()
         catalog = load_catalog(settings.catalog_path)
+        settings.home.mkdir(parents=True, exist_ok=True)
+        app = catalog.apps.get(DEMO_APP) or next(iter(catalog.apps.values()))
+        key_id, secret, created = ensure_demo_credentials(settings.local_credentials_path, app.principal_arns[0])
     except ConfigError as exc:
-        print(f"catalog is invalid: {exc}", file=sys.stderr)
-        return 1
-    settings.home.mkdir(parents=True, exist_ok=True)
-    app = catalog.apps.get(DEMO_APP) or next(iter(catalog.apps.values()))
-    key_id, secret, created = ensure_demo_credentials(settings.local_credentials_path, app.principal_arns[0])
+        print(f"execution-garden: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"execution-garden: cannot prepare local state: {exc}", file=sys.stderr)
+        return 2
     port = os.environ.get("PORT", "8000")
     state = "created" if created else "found"
     print(f"""

@@ -1,4 +1,5 @@
-"""A real `chalice local` server on a free loopback port, with its own state and captured output."""
+"""A real local server on a free loopback port, with its own state and captured output: the dev
+server `make run` uses (devserver/), or plain `chalice local` (`chalice_cli=True`)."""
 from __future__ import annotations
 
 import os
@@ -23,17 +24,15 @@ class Server:
 
 
 @contextmanager
-def serve(root: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
+def serve(root: Path, env: dict[str, str] | None = None, *, chalice_cli: bool = False) -> Iterator[Server]:
     home, base_env = make_home(root)
     port = _free_port()
     output = root / "server-output.log"
-    chalice = Path(sys.executable).parent / "chalice"
     proc_env = {**os.environ, **base_env, **(env or {}), "PYTHONUNBUFFERED": "1"}
     with output.open("wb") as out:
         proc = subprocess.Popen(
-            [str(chalice), "local", "--stage", "local", "--host", "127.0.0.1", "--port", str(port),
-             "--no-autoreload"],
-            cwd=ROOT, env=proc_env, stdout=out, stderr=subprocess.STDOUT,
+            server_command("127.0.0.1", port, chalice_cli), cwd=ROOT, env=proc_env, stdout=out,
+            stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -47,6 +46,13 @@ def serve(root: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
             proc.kill()
 
 
+def server_command(host: str, port: int, chalice_cli: bool = False) -> list[str]:
+    if chalice_cli:
+        chalice = Path(sys.executable).parent / "chalice"
+        return [str(chalice), "local", "--stage", "local", "--host", host, "--port", str(port), "--no-autoreload"]
+    return [sys.executable, "-m", "devserver", "--stage", "local", "--host", host, "--port", str(port)]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,11 +63,11 @@ def _wait_healthy(base_url: str, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"chalice local exited with {proc.returncode}")
+            raise RuntimeError(f"the local server exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(f"{base_url}/health", timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError("chalice local did not become healthy within 30 s")
+    raise RuntimeError("the local server did not become healthy within 30 s")

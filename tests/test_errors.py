@@ -1,17 +1,25 @@
 """Every bad input gets an OpenAI-shaped error with the right status, and nothing is left behind."""
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
-from support import Garden, running_garden
+import requests
+from botocore.credentials import Credentials
+from local_server import serve
 from openai_schema import validate
+from support import KEY_ID, ROOT, SECRET, TEST_CATALOG, Garden, make_home, running_garden
 
-from chalicelib import errors
+from chalicelib import errors, gateway
 from chalicelib.providers import ProviderCall
 from chalicelib.quota import utc_day
+from chalicelib.telemetry import LOGGER_NAME
+from client.garden_auth import SigV4RequestsAuth
 
 GOOD = {"model": "local-echo", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -122,3 +130,121 @@ def test_upstream_faults_release_the_reservation(tmp_path: Any, error: BaseExcep
         now = time.time()
         usage = g.ledger.usage("test-app", utc_day(now), now)
         assert usage.reserved == 0 and usage.requests == 0 and usage.tokens == 0
+
+
+# ---- faults outside the pipeline (issue 8, class 5) ---------------------------------------------
+
+class _Captured(logging.Handler):
+    """Every line the gateway or Chalice logs, formatted as a handler would write it (tracebacks too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text += self.format(record) + "\n"
+
+
+@pytest.fixture
+def logged() -> Iterator[_Captured]:
+    captured = _Captured()
+    loggers = [logging.getLogger(), logging.getLogger(LOGGER_NAME)]
+    for log in loggers:
+        log.addHandler(captured)
+    yield captured
+    for log in loggers:
+        log.removeHandler(captured)
+
+
+@pytest.fixture
+def unbuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The app with no pipeline installed: the first request builds it from the environment."""
+    from chalice.test import Client
+
+    from app import app
+
+    _, env = make_home(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    gateway.use(None)
+    with Client(app, stage_name="local", project_dir=str(ROOT)) as client:
+        yield client
+    gateway.use(None)
+
+
+def _broken_catalog(tmp_path: Path) -> Path:
+    broken = copy.deepcopy(TEST_CATALOG)
+    broken["apps"][0]["allowed_models"] = ["CANARY-no-such-model"]
+    path = tmp_path / "broken-catalog.json"
+    path.write_text(json.dumps(broken))
+    return path
+
+
+def test_a_catalog_that_fails_at_build_is_an_openai_500_in_process(
+    unbuilt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: _Captured,
+) -> None:
+    monkeypatch.setenv("GARDEN_CATALOG", str(_broken_catalog(tmp_path)))
+    response = unbuilt.http.get("/v1/models")
+    error = error_of(response, 500)
+    assert error["code"] == "internal_error" and response.headers["x-request-id"] in error["message"]
+    assert "catalog" not in error["message"]
+    # The operator is told which file and entry, in the log only, and with no traceback.
+    assert "broken-catalog.json" in logged.text and "allowed_models" in logged.text
+    assert "Traceback" not in logged.text
+
+
+def test_a_non_gateway_exception_at_build_is_logged_by_class_only(
+    unbuilt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: _Captured,
+) -> None:
+    not_a_folder = tmp_path / "CANARY-home-is-a-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("GARDEN_HOME", str(not_a_folder / "inside"))
+    response = unbuilt.http.post("/v1/chat/completions", body=json.dumps(GOOD).encode(),
+                                 headers={"content-type": "application/json"})
+    error = error_of(response, 500)
+    assert response.headers["x-request-id"] in error["message"]
+    faults = [json.loads(line) for line in logged.text.splitlines() if '"fault"' in line]
+    assert [f["error_class"] for f in faults] == ["NotADirectoryError"]
+    assert faults[0]["request_id"] == response.headers["x-request-id"]
+    assert "CANARY" not in logged.text and "Traceback" not in logged.text
+
+
+def test_health_and_chalice_answers_carry_a_request_id(garden: Garden) -> None:
+    response = garden.client.http.get("/health")
+    assert response.status_code == 200 and response.headers["x-request-id"]
+    assert garden.request("GET", "/v1/chat/completions").headers["x-request-id"]
+
+
+def test_what_chalice_catches_itself_is_logged_by_class(logged: _Captured) -> None:
+    from app import app
+
+    try:
+        raise ValueError("CANARY-quoted-input")
+    except ValueError:
+        app.log.error("Caught exception for path %s", "/v1/x", exc_info=True)  # as Chalice logs it
+    assert json.loads(logged.text) == {"event": "fault", "where": "chalice", "error_class": "ValueError"}
+
+
+@pytest.mark.parametrize("fault", ["catalog", "home"])
+def test_faults_at_build_against_a_real_chalice_local(tmp_path: Path, fault: str) -> None:
+    if fault == "catalog":
+        env = {"GARDEN_CATALOG": str(_broken_catalog(tmp_path))}
+    else:
+        (tmp_path / "CANARY-file").write_text("")
+        env = {"GARDEN_HOME": str(tmp_path / "CANARY-file" / "inside")}
+    # Plain `chalice local`: the dev server would refuse to start with either (test_local_mode.py).
+    (tmp_path / "server").mkdir()
+    with serve(tmp_path / "server", env=env, chalice_cli=True) as server:
+        auth = SigV4RequestsAuth(region="us-east-1", credentials=Credentials(KEY_ID, SECRET))
+        response = requests.post(f"{server.base_url}/v1/chat/completions", json=GOOD, auth=auth, timeout=10)
+        assert response.status_code == 500
+        validate(response.json(), "ErrorResponse")
+        assert response.headers["x-request-id"] in response.json()["error"]["message"]
+        time.sleep(0.2)
+        output = server.output.read_text()
+    assert "Traceback" not in output and "InternalServerError" not in output
+    if fault == "catalog":
+        assert "broken-catalog.json" in output and "allowed_models" in output
+    else:
+        assert '"error_class":"NotADirectoryError"' in output and "CANARY" not in output
