@@ -26,6 +26,19 @@ def gateway_env(home: str | None = None) -> dict[str, str]:
     return {"GARDEN_IDENTITY": "iam", "GARDEN_HOME": home or tempfile.mkdtemp(prefix="garden-bench-")}
 
 
+def quiet_request_log() -> Path:
+    """Send the gateway's request log lines to a file for the benchmark's duration: they are part of
+    the measured cost (in Lambda they go to a pipe), but thousands of them would bury the results."""
+    import logging
+
+    path = Path(tempfile.mkdtemp(prefix="garden-bench-log-")) / "requests.log"
+    log = logging.getLogger("execution_garden")  # chalicelib.telemetry.LOGGER_NAME; it adds no handler of its own
+    log.handlers[:] = [logging.FileHandler(path)]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return path
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

@@ -7,8 +7,6 @@ one-route Chalice app dispatching the same event.
 """
 from __future__ import annotations
 
-import io
-import logging
 import os
 import sys
 import time
@@ -39,9 +37,7 @@ def main() -> None:
     from app import app as gateway_app
     from baseline_app import app as baseline_app
 
-    # Telemetry lines go to a buffer, not a terminal: Lambda hands them to a pipe.
-    logging.getLogger("execution_garden").handlers[:] = [logging.StreamHandler(io.StringIO())] \
-        if logging.getLogger("execution_garden").handlers else []
+    log_path = common.quiet_request_log()
     events = [proxy_event("POST", "/v1/chat/completions", common.CHAT, caller_arn=common.DEMO_PRINCIPAL)
               for _ in range(n)]
     rows = []
@@ -56,6 +52,7 @@ def main() -> None:
     print(f"gateway - bare Chalice: p50 +{gw[1] - base[1]:.3f} ms (x{gw[1] / base[1]:.1f})")
     print(f"targets: p50 <= 1 ms -> {'met' if gw[1] <= 1 else 'MISSED'}; "
           f"p99 <= 3 ms -> {'met' if gw[2] <= 3 else 'MISSED'}")
+    print(f"(the gateway's request log lines: {log_path})")
 
 
 if __name__ == "__main__":
