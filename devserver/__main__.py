@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except StartError as exc:
         print(f"execution-garden: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # nothing has been served yet: a message can only quote local set-up
+        print(f"execution-garden: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -100,7 +103,7 @@ def _preflight() -> None:
                   "until it exists (make run creates it)", file=sys.stderr)
     except ConfigError as exc:
         raise StartError(str(exc)) from None
-    except OSError as exc:  # no request has arrived yet: the message can only name local state
+    except OSError as exc:
         raise StartError(f"cannot prepare local state: {exc}") from None
 
 

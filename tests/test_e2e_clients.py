@@ -1,5 +1,5 @@
-"""Real clients against a real `chalice local`: the official openai SDK and requests, SigV4-signed
-by botocore through the documented client module (client/garden_auth.py)."""
+"""Real clients against a real local server (the one `make run` serves): the official openai SDK and
+requests, SigV4-signed by botocore through the documented client module (client/garden_auth.py)."""
 from __future__ import annotations
 
 import openai
