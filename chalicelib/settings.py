@@ -63,7 +63,7 @@ class Settings:
             value = env.get(name, allowed[0])
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
-        home = Path(env.get("GARDEN_HOME", ".garden")).expanduser()
+        home = Path(env.get("GARDEN_HOME") or ".garden").expanduser()  # set but empty: not the working dir
         settings = cls(
             stage=env.get("GARDEN_STAGE", "local"),
             identity=env.get("GARDEN_IDENTITY", "local"),

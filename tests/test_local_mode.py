@@ -285,3 +285,9 @@ def test_make_run_setup_names_a_problem_in_one_line(tmp_path: Path, problem: str
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert ("GARDEN_REQUEST_TIMEOUT_S='-3'" if problem == "setting" else "AKIAGOODKEY000000001") in proc.stderr
+
+
+def test_an_empty_garden_home_is_the_default_not_the_working_directory() -> None:
+    from chalicelib.settings import Settings
+
+    assert Settings.from_env({"GARDEN_HOME": ""}).home == Path(".garden")
