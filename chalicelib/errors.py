@@ -6,6 +6,18 @@ message may end up in a log line).
 """
 from __future__ import annotations
 
+from enum import Enum
+
+
+class Signal(Enum):
+    """What a failed call says about the deployment that answered it: the router's breakers count
+    BUSY per (app, deployment) and DOWN per deployment, and never count NONE."""
+
+    NONE = "none"  # the request's own doing: 4xx, validation, content filter, a model error on one
+    #                input, the request's own deadline. Says nothing about the deployment.
+    BUSY = "busy"  # throttled, or timed out on this request: capacity as this caller experiences it
+    DOWN = "down"  # 5xx from the provider, connection failures: unwell for every caller
+
 
 class GatewayError(Exception):
     status: int = 500
@@ -13,6 +25,8 @@ class GatewayError(Exception):
     default_code: str | None = None
     # True where the next deployment of a route may succeed (throttled, unavailable, timed out).
     fallback: bool = False
+    # Read by the router's breakers; an instance may say otherwise (`signal=` below).
+    signal: Signal = Signal.NONE
 
     def __init__(
         self,
@@ -21,12 +35,15 @@ class GatewayError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        signal: Signal | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code if code is not None else self.default_code
         self.param = param
         self.headers = headers or {}
+        if signal is not None:
+            self.signal = signal
 
 
 class InvalidRequest(GatewayError):
@@ -72,14 +89,17 @@ class UpstreamThrottled(GatewayError):
     type = "rate_limit_error"
     default_code = "upstream_throttled"
     fallback = True
+    signal = Signal.BUSY
 
 
 class UpstreamError(GatewayError):
-    """The provider answered with a fault (502)."""
+    """The provider answered with a fault (502). A model that fails on one input says so with
+    `signal=Signal.NONE`."""
 
     status = 502
     type = "api_error"
     default_code = "upstream_error"
+    signal = Signal.DOWN
 
 
 class ServiceUnavailable(GatewayError):
@@ -89,13 +109,27 @@ class ServiceUnavailable(GatewayError):
     type = "api_error"
     default_code = "service_unavailable"
     fallback = True
+    signal = Signal.DOWN
 
 
 class DeadlineExceeded(GatewayError):
+    """The request's own deadline ran out (Signal.NONE); a provider that timed out says so with
+    `signal=Signal.BUSY`."""
+
     status = 504
     type = "api_error"
     default_code = "timeout"
     fallback = True
+
+
+class RetryVetoed(DeadlineExceeded):
+    """A call failed in a way botocore would retry, but the retry could not finish before the
+    deadline. `last` is what the call raised or would have raised (a ClientError or botocore
+    exception), for adapters that map it (Bedrock); to everyone else this is a 504."""
+
+    def __init__(self, last: BaseException) -> None:
+        super().__init__("the request deadline left no time to retry a failed call")
+        self.last = last
 
 
 class InternalError(GatewayError):

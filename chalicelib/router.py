@@ -1,12 +1,23 @@
-"""Routing resilience shared by every provider: one deadline, fallback, and a breaker per deployment.
+"""Routing resilience shared by every provider: one deadline, fallback, and circuit breakers.
 
 Fallback is a plain loop over the route's deployments, in order. A deployment is skipped when it
-lies outside the app's geography or its breaker is open; a call that fails with a `fallback` error
+lies outside the app's geography or a breaker is open; a call that fails with a `fallback` error
 (throttled, unavailable, timed out) moves on to the next; any other error (400, 403, 404, 502)
 ends the request at once, because another deployment would only repeat it.
+
+Breakers count only what a failure says about the deployment (`GatewayError.signal`), so that no
+app can take a model away from the others:
+- NONE (4xx, validation, content filter, a model error on one input, the request's own deadline)
+  never counts: it is the request's doing, and any app could send it on purpose.
+- BUSY (throttling, timeouts) counts per (app, deployment): an app that floods a deployment opens
+  its own circuit and falls back, or gets 429 with `retry-after`; other apps keep reaching the
+  deployment and count only the throttling they meet themselves.
+- DOWN (5xx from the provider, connection failures) counts per deployment, for every app: it does
+  not depend on what a request says, and one app's evidence spares the others the wait.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -14,7 +25,8 @@ from typing import Callable, Mapping
 
 from chalicelib.catalog import App, Deployment, Model
 from chalicelib.chat import ChatRequest, Completion
-from chalicelib.errors import DeadlineExceeded, GatewayError, NotFound, ServiceUnavailable
+from chalicelib.errors import (DeadlineExceeded, GatewayError, NotFound, ServiceUnavailable, Signal,
+                               UpstreamThrottled)
 from chalicelib.geography import deployment_geographies
 from chalicelib.providers import Provider, ProviderCall
 
@@ -26,9 +38,20 @@ class Routed:
     attempts: int  # deployments called, the one that served included
 
 
+@dataclass(slots=True)
+class _Circuit:
+    failures: int = 0  # consecutive counted failures
+    opened_at: float | None = None
+    probing: bool = False
+
+
+_EVERYONE = ""  # the app key of a deployment's shared circuit
+
+
 class CircuitBreaker:
-    """Per deployment: opens after `threshold` consecutive failures; after `cooldown_s` it lets
-    exactly one probe through (half-open); the probe's outcome closes it or re-opens it."""
+    """Two circuits guard each call: the deployment's shared one (DOWN) and the app's own one for
+    that deployment (BUSY). Each opens after `threshold` consecutive counted failures; after
+    `cooldown_s` it lets exactly one probe through (half-open), whose outcome closes or re-opens it."""
 
     def __init__(self, threshold: int = 5, cooldown_s: float = 30.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -36,33 +59,71 @@ class CircuitBreaker:
         self._cooldown_s = cooldown_s
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._failures: dict[str, int] = {}
-        self._opened_at: dict[str, float] = {}
-        self._probing: set[str] = set()
+        self._circuits: dict[tuple[str, str], _Circuit] = {}  # (deployment, app or _EVERYONE)
 
-    def allow(self, name: str) -> bool:
+    def allow(self, deployment: str, app: str) -> bool:
         with self._lock:
-            opened = self._opened_at.get(name)
-            if opened is None:
-                return True
-            if name in self._probing or self._monotonic() - opened < self._cooldown_s:
-                return False
-            self._probing.add(name)  # this caller is the one probe
+            now = self._monotonic()
+            circuits = [c for c in (self._circuits.get((deployment, _EVERYONE)),
+                                    self._circuits.get((deployment, app))) if c is not None]
+            if not all(self._admits(c, now) for c in circuits):
+                return False  # decided before any probe is taken: no probe is left dangling
+            for circuit in circuits:
+                if circuit.opened_at is not None:
+                    circuit.probing = True  # this caller is the one probe
             return True
 
-    def success(self, name: str) -> None:
+    def app_cooldown(self, deployment: str, app: str) -> float | None:
+        """Seconds until this app's own circuit for the deployment lets a probe through, if open."""
         with self._lock:
-            self._failures.pop(name, None)
-            self._opened_at.pop(name, None)
-            self._probing.discard(name)
+            circuit = self._circuits.get((deployment, app))
+            if circuit is None or circuit.opened_at is None:
+                return None
+            return max(0.0, self._cooldown_s - (self._monotonic() - circuit.opened_at))
 
-    def failure(self, name: str) -> None:
+    def record(self, deployment: str, app: str, signal: Signal | None) -> None:
+        """The outcome of an allowed call: None for success, else its error's signal."""
         with self._lock:
-            count = self._failures.get(name, 0) + 1
-            self._failures[name] = count
-            if name in self._probing or count >= self._threshold:
-                self._opened_at[name] = self._monotonic()  # (re-)open: a new cool-down starts
-            self._probing.discard(name)
+            shared, own = (deployment, _EVERYONE), (deployment, app)
+            if signal is Signal.DOWN:
+                self._count(shared)
+                self._fail_probe(own)
+            elif signal is Signal.BUSY:
+                self._count(own)
+                self._close(shared, only_probe=True)  # it answered: reachable, if busy
+            else:  # success or the request's own doing: the deployment is healthy
+                self._close(shared)
+                self._close(own)
+
+    def abandon(self, deployment: str, app: str) -> None:
+        """An allowed call ended in an unexpected error of ours: it proves nothing; free its probes."""
+        with self._lock:
+            for key in ((deployment, _EVERYONE), (deployment, app)):
+                circuit = self._circuits.get(key)
+                if circuit is not None:
+                    circuit.probing = False
+
+    def _admits(self, circuit: _Circuit, now: float) -> bool:
+        if circuit.opened_at is None:
+            return True
+        return not circuit.probing and now - circuit.opened_at >= self._cooldown_s
+
+    def _count(self, key: tuple[str, str]) -> None:
+        circuit = self._circuits.setdefault(key, _Circuit())
+        circuit.failures += 1
+        if circuit.probing or circuit.failures >= self._threshold:
+            circuit.opened_at = self._monotonic()  # (re-)open: a new cool-down starts
+        circuit.probing = False
+
+    def _fail_probe(self, key: tuple[str, str]) -> None:
+        circuit = self._circuits.get(key)
+        if circuit is not None and circuit.probing:
+            circuit.opened_at, circuit.probing = self._monotonic(), False
+
+    def _close(self, key: tuple[str, str], only_probe: bool = False) -> None:
+        circuit = self._circuits.get(key)
+        if circuit is not None and (circuit.probing or not only_probe):
+            del self._circuits[key]
 
 
 class Router:
@@ -82,6 +143,7 @@ class Router:
                  deadline: float) -> Routed:
         route = self.deployments_for(app, model)
         attempts = 0
+        own_wait: float | None = None  # shortest cool-down of this app's own open circuits
         last_error: GatewayError = ServiceUnavailable(
             "every deployment of this model is unavailable; retry later", code="all_deployments_down"
         )
@@ -89,23 +151,31 @@ class Router:
             if self._monotonic() >= deadline:
                 last_error = DeadlineExceeded("the request deadline passed before a deployment answered")
                 break
-            if not self._breaker.allow(deployment.name):
+            if not self._breaker.allow(deployment.name, app.id):
+                wait = self._breaker.app_cooldown(deployment.name, app.id)
+                if wait is not None:
+                    own_wait = wait if own_wait is None else min(own_wait, wait)
                 continue
             attempts += 1
             call = ProviderCall(app, deployment, request, max_tokens, deadline)
             try:
                 completion = self._providers[deployment.provider].complete(call)
             except GatewayError as error:
-                self._record_failure(deployment, error)
+                self._breaker.record(deployment.name, app.id, error.signal)
                 if not error.fallback:
                     raise _with_attempts(error, attempts, deployment) from None
                 last_error = error
                 continue
             except Exception:
-                self._breaker.failure(deployment.name)
+                self._breaker.abandon(deployment.name, app.id)  # a bug of ours says nothing about it
                 raise
-            self._breaker.success(deployment.name)
+            self._breaker.record(deployment.name, app.id, None)
             return Routed(completion, deployment, attempts)
+        if attempts == 0 and own_wait is not None:
+            # This app's own traffic has been throttled on the route: it waits, the others do not.
+            last_error = UpstreamThrottled(
+                "this app's requests to this model are being throttled; retry later", code="app_throttled",
+                headers={"retry-after": str(max(1, math.ceil(own_wait)))})
         raise _with_attempts(last_error, attempts, None)
 
     def deployments_for(self, app: App, model: Model) -> list[Deployment]:
@@ -117,13 +187,6 @@ class Router:
             raise NotFound(f"the model '{model.id}' has no deployment in this app's geography "
                            f"({app.geography})", param="model", code="model_not_in_geography")
         return route
-
-    def _record_failure(self, deployment: Deployment, error: GatewayError) -> None:
-        # The deployment answered a 4xx: it is healthy, the request was not. Anything else counts.
-        if error.status in (400, 403, 404):
-            self._breaker.success(deployment.name)
-        else:
-            self._breaker.failure(deployment.name)
 
 
 def _with_attempts(error: GatewayError, attempts: int, deployment: Deployment | None) -> GatewayError:

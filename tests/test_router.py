@@ -43,8 +43,8 @@ class Scripted:
         return outcome
 
 
-def app(geography: str | None = None) -> App:
-    return App("a", "bu", ("arn:aws:iam::111122223333:role/r",), frozenset({"m"}),
+def app(geography: str | None = None, app_id: str = "a") -> App:
+    return App(app_id, "bu", ("arn:aws:iam::111122223333:role/r",), frozenset({"m"}),
                PiiPolicy({}, {}), GuardrailPolicy(), 1000, geography=geography)
 
 
@@ -127,23 +127,117 @@ def test_breaker_opens_then_allows_one_probe_per_cooldown() -> None:
     assert r.complete(app(), model("dead", "backup"), REQUEST, 10, clock.now + 25).deployment.name == "dead"
 
 
-def test_half_open_admits_a_single_concurrent_probe() -> None:
+@pytest.mark.parametrize("signal", [errors.Signal.DOWN, errors.Signal.BUSY])
+def test_half_open_admits_a_single_concurrent_probe(signal: errors.Signal) -> None:
     clock = Clock()
     breaker = CircuitBreaker(1, 10.0, clock)
-    breaker.failure("d")
-    assert not breaker.allow("d")
+    breaker.record("d", "a", signal)
+    assert not breaker.allow("d", "a")
     clock.now += 11
-    assert [breaker.allow("d") for _ in range(4)] == [True, False, False, False]
+    assert [breaker.allow("d", "a") for _ in range(4)] == [True, False, False, False]
 
 
-def test_client_errors_do_not_open_the_circuit() -> None:
+# Everything a single request's content can cause, with the class it surfaces as.
+REQUESTS_OWN_DOING = [
+    errors.InvalidRequest("bad"),  # Bedrock ValidationException, botocore's client-side validation
+    errors.InvalidRequest("blocked", code="content_filter"),
+    errors.PermissionDenied("no"),
+    errors.NotFound("gone"),
+    errors.UpstreamError("model failed on this input", code="upstream_model_error", signal=errors.Signal.NONE),
+    errors.UpstreamError("malformed output", code="upstream_malformed_output", signal=errors.Signal.NONE),
+    errors.DeadlineExceeded("the request's own deadline"),
+    errors.RetryVetoed(RuntimeError("last attempt")),
+]
+
+
+@pytest.mark.parametrize("error", REQUESTS_OWN_DOING, ids=lambda e: f"{type(e).__name__}-{e.code}")
+def test_nothing_a_request_causes_opens_a_circuit(error: errors.GatewayError) -> None:
     clock = Clock()
-    provider = Scripted({"a": [errors.InvalidRequest("bad")] * 5 + [OK]})
+    provider = Scripted({"a": [error] * 20 + [OK]})
     r = router(provider, clock, threshold=2)
+    for _ in range(20):  # ten times the threshold, from one app
+        with pytest.raises(type(error)):
+            r.complete(app(app_id="attacker"), model("a"), REQUEST, 10, clock.now + 25)
+    assert provider.calls == ["a"] * 20  # never skipped
+    assert r.complete(app(app_id="victim"), model("a"), REQUEST, 10, clock.now + 25).completion is OK
+
+
+@pytest.mark.parametrize(("error", "signal"), [
+    (errors.GatewayError("x"), errors.Signal.NONE),
+    (errors.InvalidRequest("x"), errors.Signal.NONE),
+    (errors.PermissionDenied("x"), errors.Signal.NONE),
+    (errors.NotFound("x"), errors.Signal.NONE),
+    (errors.QuotaExceeded("x"), errors.Signal.NONE),
+    (errors.DeadlineExceeded("x"), errors.Signal.NONE),
+    (errors.UpstreamThrottled("x"), errors.Signal.BUSY),
+    (errors.ServiceUnavailable("x"), errors.Signal.DOWN),
+    (errors.UpstreamError("x"), errors.Signal.DOWN),
+    (errors.UpstreamError("x", signal=errors.Signal.NONE), errors.Signal.NONE),
+    (errors.DeadlineExceeded("x", signal=errors.Signal.BUSY), errors.Signal.BUSY),
+])
+def test_every_error_says_what_it_means_for_the_deployment(error: errors.GatewayError,
+                                                           signal: errors.Signal) -> None:
+    assert error.signal is signal
+
+
+def test_faults_open_the_deployment_for_every_app() -> None:
+    clock = Clock()
+    provider = Scripted({"a": [errors.ServiceUnavailable("down")] * 2, "b": [OK] * 5})
+    r = router(provider, clock, threshold=2)
+    for _ in range(2):
+        r.complete(app(app_id="first"), model("a", "b"), REQUEST, 10, clock.now + 25)
+    routed = r.complete(app(app_id="second"), model("a", "b"), REQUEST, 10, clock.now + 25)
+    assert routed.deployment.name == "b" and routed.attempts == 1  # "a" was skipped for the second app too
+    assert provider.calls == ["a", "b", "a", "b", "b"]
+
+
+@pytest.mark.parametrize("busy", [errors.UpstreamThrottled("slow down"),
+                                  errors.DeadlineExceeded("model timed out", signal=errors.Signal.BUSY)])
+def test_an_app_that_floods_a_deployment_opens_only_its_own_circuit(busy: errors.GatewayError) -> None:
+    clock = Clock()
+    provider = Scripted({"a": [busy] * 3 + [OK] * 10})
+    r = router(provider, clock, threshold=3, cooldown=30.0)
+    flooder, other = app(app_id="flooder"), app(app_id="other")
+    for _ in range(3):
+        with pytest.raises(type(busy)):
+            r.complete(flooder, model("a"), REQUEST, 10, clock.now + 25)
+    with pytest.raises(errors.UpstreamThrottled) as raised:  # its own circuit: no call, a 429 to wait
+        r.complete(flooder, model("a"), REQUEST, 10, clock.now + 25)
+    assert raised.value.code == "app_throttled" and raised.value.headers["retry-after"] == "30"
+    assert raised.value.headers["x-garden-attempts"] == "0"
+    assert r.complete(other, model("a"), REQUEST, 10, clock.now + 25).completion is OK  # others still served
+    assert provider.calls == ["a"] * 4
+    clock.now += 31  # the flooder's probe succeeds: closed again
+    assert r.complete(flooder, model("a"), REQUEST, 10, clock.now + 25).completion is OK
+
+
+def test_a_throttled_app_falls_back_while_others_keep_the_primary() -> None:
+    clock = Clock()
+    provider = Scripted({"primary": [errors.UpstreamThrottled("t")] * 2 + [OK] * 5, "secondary": [OK] * 5})
+    r = router(provider, clock, threshold=2)
+    for _ in range(2):  # throttled twice, served by the secondary each time
+        assert r.complete(app(app_id="flooder"), model("primary", "secondary"), REQUEST, 10,
+                          clock.now + 25).deployment.name == "secondary"
+    assert r.complete(app(app_id="flooder"), model("primary", "secondary"), REQUEST, 10,
+                      clock.now + 25).attempts == 1  # the primary is skipped for the flooder only
+    assert r.complete(app(app_id="other"), model("primary", "secondary"), REQUEST, 10,
+                      clock.now + 25).deployment.name == "primary"
+
+
+def test_an_unexpected_error_counts_nowhere_and_frees_its_probe() -> None:
+    clock = Clock()
+    provider = Scripted({"a": [RuntimeError("bug")] * 5 + [OK]})
+    r = router(provider, clock, threshold=1)
     for _ in range(5):
-        with pytest.raises(errors.InvalidRequest):
+        with pytest.raises(RuntimeError):
             r.complete(app(), model("a"), REQUEST, 10, clock.now + 25)
     assert r.complete(app(), model("a"), REQUEST, 10, clock.now + 25).completion is OK
+    breaker = CircuitBreaker(1, 10.0, clock)
+    breaker.record("d", "a", errors.Signal.DOWN)
+    clock.now += 11
+    assert breaker.allow("d", "a")
+    breaker.abandon("d", "a")
+    assert breaker.allow("d", "a")  # the abandoned probe did not leave the circuit stuck
 
 
 def test_eu_app_is_never_routed_outside_the_eu() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from chalicelib.catalog import App
-from chalicelib.errors import PermissionDenied, ServiceUnavailable
+from chalicelib.errors import PermissionDenied, ServiceUnavailable, Signal
 
 DURATION_S = 3600
 REFRESH_MARGIN_S = 300.0
@@ -89,9 +89,12 @@ class AssumedRoleCredentials:
                 # STS's own text names roles and principals: keep it out of the caller's answer.
                 raise PermissionDenied("the gateway may not act for this app in the operations account",
                                        code="assume_role_denied") from exc
-            raise ServiceUnavailable("AWS STS is unavailable", code="sts_unavailable") from exc
+            # STS, not the Bedrock deployment, failed: no breaker counts it (Signal.NONE).
+            raise ServiceUnavailable("AWS STS is unavailable", code="sts_unavailable",
+                                     signal=Signal.NONE) from exc
         except BotoCoreError as exc:
-            raise ServiceUnavailable("AWS STS could not be reached", code="sts_unavailable") from exc
+            raise ServiceUnavailable("AWS STS could not be reached", code="sts_unavailable",
+                                     signal=Signal.NONE) from exc
         c = response["Credentials"]
         return TemporaryCredentials(
             access_key=c["AccessKeyId"],

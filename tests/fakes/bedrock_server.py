@@ -4,7 +4,9 @@ tests drive the REAL boto3 client (serialisation, error parsing, retries, timeou
     with FakeBedrock({"m1": [Fail("ThrottlingException"), Reply("ok")]}) as fake:
         ... endpoint_url=fake.endpoint_url ...
 
-A model's script is one behaviour or a list played one per call (the last one repeats).
+A model's script is one behaviour or a list played one per call (the last one repeats), or a
+function of the request body that returns one (to answer by content: one app's requests fail, an
+other's succeed, on the same model).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 from fakes.loopback import AwsHandler, LoopbackServer
 from urllib.parse import unquote
@@ -55,6 +57,7 @@ class StreamFail:
 
 
 Behaviour = Union[Reply, Fail, Hang, StreamFail]
+Script = Union[Behaviour, Sequence[Behaviour], Callable[[dict[str, Any]], Behaviour]]
 
 
 def frame(headers: Mapping[str, str], payload: bytes) -> bytes:
@@ -82,8 +85,8 @@ def exception_frame(exception_type: str, message: str) -> bytes:
 
 
 class FakeBedrock(LoopbackServer):
-    def __init__(self, script: Mapping[str, Behaviour | Sequence[Behaviour]] | None = None) -> None:
-        self.script: dict[str, Behaviour | Sequence[Behaviour]] = dict(script or {})
+    def __init__(self, script: Mapping[str, Script] | None = None) -> None:
+        self.script: dict[str, Script] = dict(script or {})
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.calls: dict[str, int] = {}
         super().__init__(_handler(self))
@@ -96,6 +99,8 @@ class FakeBedrock(LoopbackServer):
             planned = self.script.get(model_id, Reply())
         if isinstance(planned, (Reply, Fail, Hang, StreamFail)):
             return planned
+        if callable(planned):
+            return planned(body)
         return planned[min(n, len(planned) - 1)]
 
 

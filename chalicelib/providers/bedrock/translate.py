@@ -1,11 +1,17 @@
 """Bedrock Converse <-> the gateway's chat types: pure functions, no boto3, no I/O.
 
-Shapes follow botocore's `bedrock-runtime` service model (Converse / ConverseStream). Error messages
-never quote AWS's text: a ValidationException can echo the prompt, and messages may reach logs.
+Shapes follow botocore's `bedrock-runtime` service model (Converse / ConverseStream). Every value a
+caller controls leaves here in a form that model accepts (types, lengths, name patterns, JSON depth)
+or is refused with a 400 naming the field: botocore never refuses a request on the client side, and
+Bedrock's own ValidationException is the exception. Error messages never quote AWS's text (a
+ValidationException can echo the prompt) nor the caller's values: messages may reach logs.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 from typing import Any, Iterable, Mapping
 
 from chalicelib.chat import Completion, Message, ToolCall, Usage
@@ -16,6 +22,7 @@ from chalicelib.errors import (
     NotFound,
     PermissionDenied,
     ServiceUnavailable,
+    Signal,
     UpstreamError,
     UpstreamThrottled,
 )
@@ -34,6 +41,14 @@ _FINISH_REASONS = {
 }
 _MALFORMED = {"malformed_model_output", "malformed_tool_use"}
 
+# From the service model: ToolName and ToolUseId (min 1, max 64, patterns), the stop sequence list
+# (max 2500, members min 1). JSON nested deeper than this is refused: botocore walks documents
+# recursively, and no tool schema or argument needs it.
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")
+MAX_STOP_SEQUENCES = 2500
+MAX_JSON_DEPTH = 64
+
 
 # --- request -------------------------------------------------------------------------------------
 
@@ -41,17 +56,19 @@ def to_converse(call: ProviderCall) -> dict[str, Any]:
     """kwargs for `client.converse(**kwargs)` and `client.converse_stream(**kwargs)`."""
     request = call.request
     caching = call.deployment.prompt_caching
-    system = [{"text": m.content} for m in request.messages if m.role in ("system", "developer")]
+    # An empty system text says nothing, and Converse refuses it (NonEmptyString).
+    system = [{"text": m.content} for m in request.messages if m.role in ("system", "developer") and m.content]
     if system and caching:
         system.append(dict(_CACHE_POINT))
 
-    inference: dict[str, Any] = {"maxTokens": call.max_tokens}  # always: Bedrock reserves input+maxTokens
+    # always: Bedrock reserves input + maxTokens
+    inference: dict[str, Any] = {"maxTokens": _whole(call.max_tokens, "max_tokens")}
     if request.temperature is not None:
-        inference["temperature"] = request.temperature
+        inference["temperature"] = _unit(request.temperature, "temperature")
     if request.top_p is not None:
-        inference["topP"] = request.top_p
+        inference["topP"] = _unit(request.top_p, "top_p")
     if request.stop:
-        inference["stopSequences"] = list(request.stop)
+        inference["stopSequences"] = _stop_sequences(request.stop)
 
     tool_config = _tool_config(call)
     kwargs: dict[str, Any] = {
@@ -90,7 +107,7 @@ def _blocks(i: int, message: Message, as_text: bool) -> tuple[str, list[dict[str
             raise InvalidRequest("a tool message needs tool_call_id", param=f"messages[{i}].tool_call_id")
         if as_text:
             return "user", [{"text": f"[tool result for {message.tool_call_id}]: {message.content}"}]
-        result = {"toolUseId": message.tool_call_id, "content": [{"text": message.content}]}
+        result = {"toolUseId": _tool_use_id(message.tool_call_id), "content": [{"text": message.content}]}
         return "user", [{"toolResult": result}]
     if message.role == "assistant":
         # Converse rejects blank text blocks; an assistant turn that only calls tools has none.
@@ -102,8 +119,8 @@ def _blocks(i: int, message: Message, as_text: bool) -> tuple[str, list[dict[str
                 blocks.append({"text": f"[tool call {tool_call.id}: {tool_call.name}({arguments})]"})
                 continue
             blocks.append({"toolUse": {
-                "toolUseId": tool_call.id,
-                "name": tool_call.name,
+                "toolUseId": _tool_use_id(tool_call.id),
+                "name": _tool_name(tool_call.name, f"messages[{i}].tool_calls[{j}].function.name"),
                 "input": _arguments(tool_call.arguments, param),
             }})
         return "assistant", blocks or [{"text": message.content}]
@@ -112,9 +129,62 @@ def _blocks(i: int, message: Message, as_text: bool) -> tuple[str, list[dict[str
 
 def _arguments(arguments: str, param: str) -> Any:
     try:
-        return json.loads(arguments) if arguments.strip() else {}
-    except json.JSONDecodeError:
+        value = json.loads(arguments, parse_constant=_no_constant) if arguments.strip() else {}
+    except (ValueError, RecursionError):  # JSONDecodeError, NaN / Infinity, nesting
         raise InvalidRequest("tool call arguments are not valid JSON", param=param) from None
+    _check_depth(value, param)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _check_depth(value: Any, param: str) -> None:
+    level, depth = [value], 0
+    while level:  # breadth first: no recursion on the caller's nesting
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", param=param)
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+
+
+def _whole(value: Any, param: str) -> int:
+    """An integer >= 1: botocore refuses a float, even 1.0, for an integer member."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer() \
+            or value < 1:
+        raise InvalidRequest(f"{param} must be a whole number of at least 1", param=param)
+    return int(value)
+
+
+def _unit(value: Any, param: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1 \
+            or not math.isfinite(value):
+        raise InvalidRequest(f"{param} must be between 0 and 1 for this model", param=param)
+    return float(value)
+
+
+def _stop_sequences(stop: Iterable[Any]) -> list[str]:
+    sequences = list(stop)
+    if len(sequences) > MAX_STOP_SEQUENCES or not all(isinstance(s, str) and s for s in sequences):
+        raise InvalidRequest(f"stop takes at most {MAX_STOP_SEQUENCES} non-empty strings", param="stop")
+    return sequences
+
+
+def _tool_name(name: str, param: str) -> str:
+    if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+        raise InvalidRequest("a function name must be 1 to 64 letters, digits, underscores or dashes",
+                             param=param)
+    return name
+
+
+def _tool_use_id(tool_call_id: str) -> str:
+    """Tool-call ids only pair a call with its result: one that Converse would refuse (another
+    provider's format, too long) is replaced by a digest, the same on the call and on its result."""
+    if _TOOL_USE_ID.fullmatch(tool_call_id):
+        return tool_call_id
+    return "id_" + hashlib.sha256(tool_call_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def _tool_config(call: ProviderCall) -> dict[str, Any] | None:
@@ -123,8 +193,10 @@ def _tool_config(call: ProviderCall) -> dict[str, Any] | None:
     if not request.tools or request.tool_choice == "none":
         return None
     tools: list[dict[str, Any]] = []
-    for tool in request.tools:
-        spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": _plain(tool.parameters)}}
+    for k, tool in enumerate(request.tools):
+        param = f"tools[{k}].function"
+        spec: dict[str, Any] = {"name": _tool_name(tool.name, f"{param}.name"),
+                                "inputSchema": {"json": _plain(tool.parameters, f"{param}.parameters")}}
         if tool.description:  # Converse requires a non-empty description when present
             spec["description"] = tool.description
         tools.append({"toolSpec": spec})
@@ -137,13 +209,19 @@ def _tool_config(call: ProviderCall) -> dict[str, Any] | None:
     elif choice == "required":
         config["toolChoice"] = {"any": {}}
     elif choice:
-        config["toolChoice"] = {"tool": {"name": choice}}
+        config["toolChoice"] = {"tool": {"name": _tool_name(choice, "tool_choice")}}
     return config
 
 
-def _plain(schema: Mapping[str, Any]) -> dict[str, Any]:
+def _plain(schema: Mapping[str, Any], param: str) -> dict[str, Any]:
     # botocore serialises document types with json.dumps: read-only mappings must become dicts.
-    plain = json.loads(json.dumps(schema, default=dict)) if schema else {}
+    try:
+        plain = json.loads(json.dumps(schema, default=dict, allow_nan=False)) if schema else {}
+    except (ValueError, TypeError, RecursionError):
+        raise InvalidRequest("the function parameters are not a JSON Schema object", param=param) from None
+    if not isinstance(plain, dict):
+        raise InvalidRequest("the function parameters are not a JSON Schema object", param=param)
+    _check_depth(plain, param)
     return plain or {"type": "object", "properties": {}}
 
 
@@ -197,7 +275,7 @@ def from_stream(events: Iterable[Mapping[str, Any]]) -> Completion:
         # Without messageStop and metadata the answer may be cut and its usage is unknown: quota and
         # cost settlement need real numbers, so this is a fault, not a short answer.
         raise UpstreamError("the Bedrock stream ended before the model finished",
-                            code="upstream_stream_incomplete")
+                            code="upstream_stream_incomplete")  # a cut connection: Signal.DOWN
     calls = tuple(
         ToolCall(tool_id, name, _stream_arguments("".join(tool_inputs.get(index, []))))
         for index, (tool_id, name) in sorted(tools.items())
@@ -211,12 +289,14 @@ def _stream_arguments(partial_json: str) -> str:
     try:
         return json.dumps(json.loads(partial_json)) if partial_json.strip() else "{}"
     except json.JSONDecodeError:
-        raise UpstreamError("the model produced malformed tool input", code="upstream_malformed_output") from None
+        raise UpstreamError("the model produced malformed tool input", code="upstream_malformed_output",
+                            signal=Signal.NONE) from None  # this input's answer, not the deployment
 
 
 def _finish_reason(stop_reason: str | None) -> str:
     if stop_reason in _MALFORMED:
-        raise UpstreamError("the model produced malformed output", code="upstream_malformed_output")
+        raise UpstreamError("the model produced malformed output", code="upstream_malformed_output",
+                            signal=Signal.NONE)
     return _FINISH_REASONS.get(stop_reason or "end_turn", "stop")
 
 
@@ -244,8 +324,9 @@ _UNAVAILABLE = {"ServiceUnavailableException", "InternalServerException"}
 
 
 def map_error(code: str, http_status: int | None) -> GatewayError:
-    """A Bedrock error code -> the gateway's error. AWS's message is never passed on (it may quote
-    the prompt); `http_status` only breaks ties for codes we do not know."""
+    """A Bedrock error code -> the gateway's error and what it says about the deployment. AWS's
+    message is never passed on (it may quote the prompt); `http_status` only breaks ties for codes
+    we do not know."""
     # Mid-stream exception events carry the stream member name (`throttlingException`).
     code = code[:1].upper() + code[1:] if code else ""
     if code == "ValidationException":
@@ -258,15 +339,18 @@ def map_error(code: str, http_status: int | None) -> GatewayError:
                         code="upstream_model_not_found")
     if code in _THROTTLED:
         return UpstreamThrottled("Bedrock is throttling or the model is not ready")
-    if code == "ModelTimeoutException":
-        return DeadlineExceeded("the Bedrock model timed out", code="upstream_timeout")
+    if code == "ModelTimeoutException":  # a long answer to this request: counted for this app only
+        return DeadlineExceeded("the Bedrock model timed out", code="upstream_timeout", signal=Signal.BUSY)
     if code in _UNAVAILABLE:
         return ServiceUnavailable("Bedrock is unavailable", code="upstream_unavailable")
-    if code in ("ModelErrorException", "ModelStreamErrorException"):
-        return UpstreamError("the Bedrock model failed to answer", code="upstream_model_error")
+    if code in ("ModelErrorException", "ModelStreamErrorException"):  # 424: failed on this input
+        return UpstreamError("the Bedrock model failed to answer", code="upstream_model_error",
+                             signal=Signal.NONE)
     # Unknown codes: only a status that says "try elsewhere" earns a fallback-able error.
     if http_status == 429:
         return UpstreamThrottled("Bedrock is throttling")
     if http_status == 503:
         return ServiceUnavailable("Bedrock is unavailable", code="upstream_unavailable")
-    return UpstreamError("Bedrock returned an unexpected error", code="upstream_error")
+    fault = http_status is None or http_status >= 500
+    return UpstreamError("Bedrock returned an unexpected error", code="upstream_error",
+                         signal=Signal.DOWN if fault else Signal.NONE)
