@@ -1,7 +1,8 @@
-"""Audit port and its local adapter: one JSON line per request, under `$GARDEN_HOME/audit/`.
+"""Audit port, its local adapter, and the fallback every sink is wrapped in.
 
-Files are split per business unit and UTC day, as the S3 adapter's keys will be
-(`audit/<business_unit>/<yyyy>/<mm>/<dd>/`), so each BU's trail can be kept and keyed apart.
+The local adapter writes one JSON line per request under `$GARDEN_HOME/audit/`, split per business
+unit and UTC day, as the S3 adapter's keys are (`audit/<business_unit>/<yyyy>/<mm>/<dd>/`), so each
+BU's trail can be kept and keyed apart.
 """
 from __future__ import annotations
 
@@ -16,6 +17,34 @@ from chalicelib.record import RequestRecord
 
 class AuditSink(Protocol):
     def write(self, record: RequestRecord) -> None: ...
+
+
+class AuditFallback(Protocol):
+    def audit_fallback(self, record: RequestRecord, error: BaseException) -> None:
+        """Keep a record its sink refused (a log line) and count the failure (a metric)."""
+        ...
+
+
+class FallbackAuditSink:
+    """Every sink, as the composition root builds it: a failed write is tried once more, then the
+    record goes to the log stream (`{"event": "audit_fallback", ...}`, metadata only, as the record
+    is) and counts in the `AuditWriteFailures` metric. It never raises: the answer to a paid model
+    call is not turned into an error by its audit trail, and no record is lost in silence."""
+
+    def __init__(self, sink: AuditSink, fallback: AuditFallback) -> None:
+        self._sink = sink
+        self._fallback = fallback
+
+    def write(self, record: RequestRecord) -> None:
+        error: BaseException | None = None
+        for _ in range(2):
+            try:
+                self._sink.write(record)
+                return
+            except Exception as exc:  # noqa: BLE001 - any sink failure, ours or AWS's
+                error = exc
+        assert error is not None
+        self._fallback.audit_fallback(record, error)
 
 
 class JsonLinesAuditSink:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Mapping
 
+from chalicelib.audit import FallbackAuditSink
 from chalicelib.catalog import Catalog, load_catalog
 from chalicelib.lazy import OnFirstUse
 from chalicelib.pipeline import Pipeline
@@ -50,6 +51,8 @@ def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
         "telemetry": _telemetry,
     }
     built = {name: overrides.pop(name) if name in overrides else make() for name, make in parts.items()}
+    # Every sink, overridden or not: a failed audit write never fails the request nor loses the record.
+    built["audit"] = FallbackAuditSink(built["audit"], built["telemetry"])
     return Pipeline(
         catalog=catalog,
         **built,
@@ -79,8 +82,8 @@ def _quota(settings: Settings) -> Any:
     if settings.store == "dynamodb":
         from chalicelib.store.dynamodb import DynamoDbLedger
 
-        ledger: Any = DynamoDbLedger(_aws_client("dynamodb", settings.aws_region, read_timeout=3),
-                                     settings.ledger_table)
+        ledger: Any = DynamoDbLedger(_aws_client("dynamodb", settings.aws_region, read_timeout=2,
+                                                 bookkeeping=True), settings.ledger_table)
     else:
         from chalicelib.store.sqlite import SqliteLedger
 
@@ -92,7 +95,7 @@ def _pii(settings: Settings) -> Any:
     if settings.pii == "comprehend":
         from chalicelib.pii.comprehend import ComprehendPiiDetector
 
-        return ComprehendPiiDetector(_aws_client("comprehend", settings.aws_region, read_timeout=5))
+        return ComprehendPiiDetector(_aws_client("comprehend", settings.aws_region, read_timeout=3))
     from chalicelib.pii.local import LocalPiiDetector
 
     return LocalPiiDetector()
@@ -105,22 +108,29 @@ def _guardrail(settings: Settings) -> Any:
         from chalicelib.guardrails.bedrock import BedrockGuardrail
         from chalicelib.guardrails.chain import GuardrailChain
 
-        bedrock = BedrockGuardrail(_aws_client("bedrock-runtime", settings.aws_region, read_timeout=5))
+        bedrock = BedrockGuardrail(_aws_client("bedrock-runtime", settings.aws_region, read_timeout=3))
         return GuardrailChain(LocalGuardrail(), bedrock)
     return LocalGuardrail()
 
 
-def _aws_client(service: str, region: str, read_timeout: int) -> Callable[[], Any]:
-    """A factory for a boto3 client; adapters call it on first use: boto3 costs ~200 ms to import."""
+def _aws_client(service: str, region: str, read_timeout: float, bookkeeping: bool = False) -> Callable[[], Any]:
+    """A factory for a boto3 client; adapters call it on first use: boto3 costs ~200 ms to import.
+    Every client is held to the request's deadline (chalicelib/deadline.py); `bookkeeping` clients
+    (ledger, audit) may use its short tail. Read timeouts: a few times the service's usual latency,
+    and small enough that a call started late still fits the deadline."""
 
     def make() -> Any:
         import boto3
         from botocore.config import Config
 
+        from chalicelib import deadline
+
         _quiet_botocore()
-        config = Config(connect_timeout=2, read_timeout=read_timeout,
+        config = Config(connect_timeout=deadline.CONNECT_TIMEOUT_S, read_timeout=read_timeout,
                         retries={"mode": "standard", "total_max_attempts": 2})
-        return boto3.client(service, region_name=region, config=config)
+        client = boto3.client(service, region_name=region, config=config)
+        return deadline.guard(client, connect_timeout=deadline.CONNECT_TIMEOUT_S, read_timeout=read_timeout,
+                              max_attempts=2, bookkeeping=bookkeeping)
 
     return make
 
@@ -163,7 +173,7 @@ def _bedrock(settings: Settings) -> Any:
         if settings.ops_role_arn:
             from chalicelib.aws.sts_credentials import AssumedRoleCredentials
 
-            sts = _aws_client("sts", settings.bedrock_region, read_timeout=5)
+            sts = _aws_client("sts", settings.bedrock_region, read_timeout=2)
             credentials = AssumedRoleCredentials(sts, settings.ops_role_arn)
         factory = bedrock_client_factory(settings.bedrock_region, credentials, settings.bedrock_max_attempts)
         return BedrockProvider(client_for=factory)
@@ -186,8 +196,8 @@ def _audit(settings: Settings) -> Any:
     if settings.audit == "s3":
         from chalicelib.audit_s3 import S3AuditSink
 
-        return S3AuditSink(_aws_client("s3", settings.aws_region, read_timeout=5), settings.audit_bucket or "",
-                           settings.bu_keys, settings.bu_keys["_unidentified"])
+        return S3AuditSink(_aws_client("s3", settings.aws_region, read_timeout=2, bookkeeping=True),
+                           settings.audit_bucket or "", settings.bu_keys, settings.bu_keys["_unidentified"])
     from chalicelib.audit import JsonLinesAuditSink
 
     return JsonLinesAuditSink(settings.home / "audit")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
+from chalicelib import deadline
 from chalicelib.catalog import App, Catalog, Model
 from chalicelib.chat import ChatRequest, Completion, Message, ToolCall
 from chalicelib.cost import cost_usd
@@ -183,8 +184,10 @@ class Pipeline:
     def _call_provider(
         self, app: App, model: Model, chat: ChatRequest, max_tokens: int, record: RequestRecord
     ) -> Completion:
-        deadline = self._monotonic() + self._timeout_s
-        routed = self._router.complete(app, model, chat, max_tokens, deadline)
+        # The request's deadline, bound by _governed: the provider gets what the stages before it left.
+        bound = deadline.current()
+        until = bound.at if bound is not None else self._monotonic() + self._timeout_s
+        routed = self._router.complete(app, model, chat, max_tokens, until)
         record.deployment, record.attempts = routed.deployment.name, routed.attempts
         return routed.completion
 
@@ -273,6 +276,20 @@ class Pipeline:
     ) -> GatewayResponse:
         """Size cap, error rendering, and one audit record + telemetry line for every request."""
         started = self._monotonic()
+        # One deadline for the whole request, seen by every AWS call made while serving it.
+        token = deadline.bind(deadline.Deadline(started + self._timeout_s, deadline.TAIL_S, self._monotonic))
+        try:
+            return self._governed_within(request, route, run, started)
+        finally:
+            deadline.unbind(token)
+
+    def _governed_within(
+        self,
+        request: IncomingRequest,
+        route: str,
+        run: Callable[[IncomingRequest, RequestRecord], GatewayResponse],
+        started: float,
+    ) -> GatewayResponse:
         record = RequestRecord(
             request_id=request.request_id,
             timestamp=datetime.fromtimestamp(self._clock(), timezone.utc).isoformat(timespec="milliseconds"),

@@ -25,6 +25,10 @@ class Telemetry(Protocol):
         """An unexpected exception: its class and request id only (messages may quote input)."""
         ...
 
+    def audit_fallback(self, record: RequestRecord, error: BaseException) -> None:
+        """The audit sink refused a record: keep it in the log stream and count the failure."""
+        ...
+
 
 class LogTelemetry:
     def __init__(self, logger: logging.Logger | None = None) -> None:
@@ -40,6 +44,12 @@ class LogTelemetry:
             {"event": "fault", "request_id": request_id, "error_class": type(error).__name__},
             separators=(",", ":"),
         ))
+
+    def audit_fallback(self, record: RequestRecord, error: BaseException) -> None:
+        # At ERROR, so no log level hides it: this line is the record's only copy.
+        line = {"event": "audit_fallback", "error_class": type(error).__name__, **record.to_dict(),
+                **audit_failure_metric(record)}
+        self._log.error(json.dumps(line, separators=(",", ":")))
 
 
 NAMESPACE = "ExecutionGarden"
@@ -63,6 +73,17 @@ def emf_metrics(record: RequestRecord) -> dict[str, Any]:
         "PromptTokens": record.prompt_tokens,
         "CompletionTokens": record.completion_tokens,
         "CostUSD": record.cost_usd,
+    }
+
+
+def audit_failure_metric(record: RequestRecord) -> dict[str, Any]:
+    """EMF members counting one audit write that failed (`AuditWriteFailures`, per business unit)."""
+    return {
+        "_aws": {"Timestamp": _epoch_ms(record.timestamp), "CloudWatchMetrics": [
+            {"Namespace": NAMESPACE, "Dimensions": [["BusinessUnit"]],
+             "Metrics": [{"Name": "AuditWriteFailures", "Unit": "Count"}]}]},
+        "BusinessUnit": record.business_unit or "_unidentified",
+        "AuditWriteFailures": 1,
     }
 
 

@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from chalicelib.aws.sts_credentials import AssumedRoleCredentials
 from chalicelib.chat import Message, ToolCall
 from chalicelib.errors import (
-    DeadlineExceeded, GatewayError, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable,
+    DeadlineExceeded, GatewayError, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable, Signal,
     UpstreamError, UpstreamThrottled,
 )
 from chalicelib.providers.bedrock.provider import BedrockProvider, bedrock_client_factory
@@ -98,6 +98,32 @@ def test_each_error_class_maps_to_its_status(fake: FakeBedrock, code: str, error
     assert "SECRET-PROMPT-TEXT" not in info.value.message  # AWS's text is never passed on
 
 
+@pytest.mark.parametrize("code, signal", [
+    ("ValidationException", Signal.NONE), ("AccessDeniedException", Signal.NONE),
+    ("ResourceNotFoundException", Signal.NONE), ("ModelErrorException", Signal.NONE),
+    ("ThrottlingException", Signal.BUSY), ("ModelNotReadyException", Signal.BUSY),
+    ("ServiceQuotaExceededException", Signal.BUSY), ("ModelTimeoutException", Signal.BUSY),
+    ("ServiceUnavailableException", Signal.DOWN), ("InternalServerException", Signal.DOWN),
+])
+def test_each_error_says_what_it_means_for_the_deployment(fake: FakeBedrock, code: str, signal: Signal) -> None:
+    # The router's breakers read this: only BUSY (per app) and DOWN (shared) ever count.
+    fake.script[MODEL] = Fail(code)
+    with pytest.raises(GatewayError) as info:
+        provider(fake).complete(make_call())
+    assert info.value.signal is signal
+
+
+@pytest.mark.parametrize("exception_type, signal", [
+    ("modelStreamErrorException", Signal.NONE), ("validationException", Signal.NONE),
+    ("throttlingException", Signal.BUSY), ("internalServerException", Signal.DOWN),
+])
+def test_mid_stream_errors_say_it_too(fake: FakeBedrock, exception_type: str, signal: Signal) -> None:
+    fake.script[MODEL] = StreamFail(exception_type, after_events=3)
+    with pytest.raises(GatewayError) as info:
+        provider(fake).complete(make_call(Message("user", "a prompt long enough to stream"), stream=True))
+    assert info.value.signal is signal
+
+
 def test_throttling_is_retried_up_to_total_max_attempts(fake: FakeBedrock) -> None:
     fake.script[MODEL] = Fail("ThrottlingException")
     with pytest.raises(UpstreamThrottled):
@@ -122,25 +148,26 @@ def test_client_errors_are_not_retried(fake: FakeBedrock, code: str) -> None:
 def test_no_retry_when_the_deadline_leaves_no_time(fake: FakeBedrock) -> None:
     fake.script[MODEL] = Fail("ThrottlingException")
     with pytest.raises(UpstreamThrottled):
-        provider(fake, max_attempts=3).complete(make_call(deadline_s=0.5))
-    assert fake.calls[MODEL] == 1  # the needs-retry hook vetoed the backoff + retry
+        provider(fake, max_attempts=3).complete(make_call(deadline_s=2.5))
+    # The needs-retry hook vetoed the backoff + retry: its worst case (0.5 s connect, 1.5 s read)
+    # after up to 1 s of backoff would not end by the deadline. The throttle is what the router sees.
+    assert fake.calls[MODEL] == 1
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_hung_upstream_raises_deadline_exceeded_within_read_timeout(fake: FakeBedrock, stream: bool) -> None:
     fake.script[MODEL] = [Reply(), Hang(10)]
     bedrock = provider(fake, max_attempts=2)
-    try:  # warms the client for read_timeout=1; creating it may itself outlast 0.9 s on a busy box
-        bedrock.complete(make_call(deadline_s=0.9, stream=stream))
-    except DeadlineExceeded:
-        pass
+    bedrock.complete(make_call(deadline_s=10, stream=stream))  # boto3's first import and session
     assert fake.calls[MODEL] == 1
     started = time.monotonic()
-    with pytest.raises(DeadlineExceeded):
-        bedrock.complete(make_call(deadline_s=0.9, stream=stream))
-    # read_timeout (1 s) plus slack for a loaded 2-core CI machine; the hang itself is 10 s.
-    assert 0.9 <= time.monotonic() - started < 3.0
-    assert fake.calls[MODEL] == 2  # the hung call was not retried: its deadline had passed
+    with pytest.raises(DeadlineExceeded) as raised:
+        bedrock.complete(make_call(deadline_s=2.1, stream=stream))
+    # read_timeout (1.5 s, fitted inside the 2.1 s with connect) plus slack for a loaded 2-core CI
+    # machine; the hang itself is 10 s.
+    assert 1.0 <= time.monotonic() - started < 3.5
+    assert fake.calls[MODEL] == 2  # the hung call was not retried: a retry could not end in time
+    assert raised.value.signal is Signal.BUSY  # counted for this app only
 
 
 def test_past_deadline_raises_without_calling(fake: FakeBedrock) -> None:
@@ -192,9 +219,14 @@ def test_unreachable_endpoint_is_503() -> None:
 def test_clients_are_cached_per_credentials_region_and_timeout(fake: FakeBedrock) -> None:
     client_for = bedrock_client_factory("us-east-1", None, endpoint_url=fake.endpoint_url)
     call = make_call()
-    assert client_for(call.app, call.deployment, 4.2) is client_for(call.app, call.deployment, 4.9)
+    assert client_for(call.app, call.deployment, 4.2) is client_for(call.app, call.deployment, 4.4)
     assert client_for(call.app, call.deployment, 4.2) is not client_for(call.app, call.deployment, 9.0)
-    assert client_for(call.app, call.deployment, 0.2).meta.config.read_timeout == 1
+    # connect + read fit the budget; a long budget also keeps 2 s free for one quick retry
+    assert client_for(call.app, call.deployment, 1.2).meta.config.read_timeout == 0.5
+    assert client_for(call.app, call.deployment, 4.2).meta.config.read_timeout == 3.5
+    assert client_for(call.app, call.deployment, 9.0).meta.config.read_timeout == 6.0
+    with pytest.raises(DeadlineExceeded):
+        client_for(call.app, call.deployment, 0.9)
 
 
 def test_calls_are_signed_with_the_apps_assumed_role(fake: FakeBedrock) -> None:
