@@ -11,10 +11,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from chalicelib.catalog_schema import CATALOG_SCHEMA
 from chalicelib.errors import ConfigError
 from chalicelib.generated.catalog_validator import validate as validate_catalog
 from chalicelib.identity.principals import canonical_principal
-from chalicelib.schema_validation import JsonSchemaValueException, dotted
+from chalicelib.schema_validation import JsonSchemaValueException, coerce_integers, dotted
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,10 @@ class Model:
     # unset, cached tokens cost what other input tokens cost.
     cache_read_per_1k: float | None = None
     cache_write_per_1k: float | None = None
+    # Quota estimate (no tokenizer runs offline for most models): tokens <= bytes / bytes_per_token,
+    # plus input_overhead_tokens when tools are offered. See tokens.py.
+    bytes_per_token: float = 1.0
+    input_overhead_tokens: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,12 @@ class GuardrailPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class SystemPrompt:
+    text: str
+    caller_system: str = "refuse"  # refuse: a caller's system/developer message is a 400; append
+
+
+@dataclass(frozen=True, slots=True)
 class App:
     id: str
     business_unit: str
@@ -80,6 +91,7 @@ class App:
     tokens_per_day: int
     external_id: str | None = None  # for AssumeRole into the operations account
     geography: str | None = None  # "eu", "us", "apac"...: never routed to another geography
+    system_prompt: SystemPrompt | None = None  # pinned by the app's owners, sent first
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,7 @@ def load_catalog(path: Path) -> Catalog:
 
 def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
     _validate(raw, source)
+    raw = coerce_integers(CATALOG_SCHEMA, raw)  # 4096.0 is an integer to the schema: make it one
     models = {mid: _model(mid, m) for mid, m in raw["models"].items()}
     apps: dict[str, App] = {}
     by_principal: dict[str, App] = {}
@@ -115,6 +128,10 @@ def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
         where = f"{source}: apps[{index}]"
         if app.id in apps:
             raise ConfigError(f"{where}.id: duplicate app id {app.id!r}")
+        if app.external_id is not None and not app.external_id.endswith(f":{app.id}"):
+            # The operations role trusts ExternalId "<prefix>:${aws:RequestTag/app}" (infra/README.md).
+            raise ConfigError(f"{where}.external_id: must be '<prefix>:{app.id}' (e.g. "
+                              f"'execution-garden:{app.id}'), which the operations role's trust checks")
         unknown = sorted(app.allowed_models - models.keys())
         if unknown:
             raise ConfigError(f"{where}.allowed_models: unknown model {unknown[0]!r}")
@@ -157,6 +174,8 @@ def _model(model_id: str, m: dict[str, Any]) -> Model:
         deployments=deployments,
         cache_read_per_1k=m["price"].get("cache_read_per_1k"),
         cache_write_per_1k=m["price"].get("cache_write_per_1k"),
+        bytes_per_token=float(m.get("bytes_per_token", 1.0)),
+        input_overhead_tokens=m.get("input_overhead_tokens", 600),
     )
 
 
@@ -187,4 +206,6 @@ def _app(a: dict[str, Any]) -> App:
         tokens_per_day=a["quotas"]["tokens_per_day"],
         external_id=a.get("external_id"),
         geography=a.get("geography"),
+        system_prompt=(SystemPrompt(a["system_prompt"]["text"], a["system_prompt"].get("caller_system", "refuse"))
+                       if "system_prompt" in a else None),
     )

@@ -12,6 +12,10 @@ _DIRECTION_POLICY = {
     "propertyNames": {"pattern": "^(default|[A-Z][A-Z0-9_]*)$"},
 }
 _IDENT = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._:-]{0,63}$"}
+# App ids travel into STS unchanged (SourceIdentity, RoleSessionName "garden-<id>", the `app` session
+# tag, ExternalId "<prefix>:<id>"), where the operations role's trust policy compares them: no ":"
+# and 2-57 characters, so no id needs rewriting and none can pass for another.
+_APP_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{1,56}$"}
 
 CATALOG_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -37,6 +41,16 @@ CATALOG_SCHEMA: dict[str, Any] = {
                 "description": {"type": "string"},
                 "owned_by": {"type": "string"},
                 "max_output_tokens": {"type": "integer", "minimum": 1},
+                "bytes_per_token": {
+                    "type": "number", "minimum": 0.5, "maximum": 16,
+                    "description": "Fewest UTF-8 bytes the model's tokenizer puts in one token: the "
+                                   "quota estimate's floor. Default 1 (safe for byte-level tokenizers).",
+                },
+                "input_overhead_tokens": {
+                    "type": "integer", "minimum": 0, "maximum": 100000,
+                    "description": "Prompt tokens a provider adds when tools are offered "
+                                   "(its tool-use system prompt). Default 600.",
+                },
                 "price": {
                     "type": "object",
                     "description": "USD per 1,000 tokens.",
@@ -73,7 +87,7 @@ CATALOG_SCHEMA: dict[str, Any] = {
             "required": ["id", "business_unit", "principal_arns", "allowed_models", "quotas"],
             "additionalProperties": False,
             "properties": {
-                "id": _IDENT,
+                "id": _APP_ID,
                 "business_unit": _IDENT,
                 "principal_arns": {
                     "type": "array",
@@ -83,6 +97,17 @@ CATALOG_SCHEMA: dict[str, Any] = {
                 "allowed_models": {"type": "array", "items": {"type": "string"}},
                 "external_id": {"type": "string", "pattern": "^[\\w+=,.@:/-]{2,1224}$"},
                 "geography": {"enum": ["us", "eu", "apac", "ca", "jp", "au", "us-gov"]},
+                "system_prompt": {
+                    "type": "object",
+                    "required": ["text"],
+                    "additionalProperties": False,
+                    "description": "The app's own system prompt, sent first on every chat. "
+                                   "caller_system: refuse (400 system_prompt_pinned) or append.",
+                    "properties": {
+                        "text": {"type": "string", "minLength": 1, "maxLength": 100000},
+                        "caller_system": {"enum": ["refuse", "append"]},
+                    },
+                },
                 "pii": {
                     "type": "object",
                     "additionalProperties": False,

@@ -33,12 +33,24 @@ def broken(change: Any) -> dict[str, Any]:
         (lambda c: c["apps"][0].update(allowed_models=["ghost"]), "apps[0].allowed_models"),
         (lambda c: c["apps"][1].update(id="test-app"), "apps[1].id"),
         (lambda c: c["apps"][1].update(principal_arns=c["apps"][0]["principal_arns"]), "apps[1].principal_arns"),
+        # App ids reach STS unchanged: no ":" (it would fake another app's ExternalId), 2+ characters.
+        (lambda c: c["apps"][0].update(id="team:bot"), "apps[0].id"),
+        (lambda c: c["apps"][0].update(id="a"), "apps[0].id"),
+        (lambda c: c["apps"][0].update(external_id="execution-garden:other-app"), "apps[0].external_id"),
+        (lambda c: c["models"]["local-echo"].update(bytes_per_token=0), "models.local-echo.bytes_per_token"),
+        (lambda c: c["apps"][0].update(system_prompt={"text": "x", "caller_system": "ignore"}),
+         "apps[0].system_prompt.caller_system"),
     ],
 )
 def test_broken_catalog_names_the_field(change: Any, named: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_catalog(broken(change))
     assert named in str(raised.value)
+
+
+def test_integral_floats_in_the_catalog_become_ints() -> None:
+    catalog = broken(lambda c: c["models"]["local-echo"].update(max_output_tokens=4096.0))
+    assert type(parse_catalog(catalog).models["local-echo"].max_output_tokens) is int
 
 
 def test_unreadable_catalog(tmp_path: Path) -> None:

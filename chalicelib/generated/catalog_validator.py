@@ -4,7 +4,7 @@ VERSION = '2.22.3'
 from decimal import Decimal
 import re
 from chalicelib.schema_validation import JsonSchemaValueException, JsonSchemaValuesException
-REGEX_PATTERNS = {'^[a-z0-9][a-z0-9._:-]{0,63}$': re.compile('^[a-z0-9][a-z0-9._:-]{0,63}\\Z'), '^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+': re.compile('^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+'), '^[\\w+=,.@:/-]{2,1224}$': re.compile('^[\\w+=,.@:/-]{2,1224}\\Z'), '^(default|[A-Z][A-Z0-9_]*)$': re.compile('^(default|[A-Z][A-Z0-9_]*)\\Z'), '^[a-z0-9]{1,12}$|^arn:aws': re.compile('^[a-z0-9]{1,12}\\Z|^arn:aws'), '^(DRAFT|[1-9][0-9]{0,7})$': re.compile('^(DRAFT|[1-9][0-9]{0,7})\\Z'), '^[a-z]{2}(-[a-z]+)+-\\d$': re.compile('^[a-z]{2}(-[a-z]+)+-\\d\\Z')}
+REGEX_PATTERNS = {'^[a-z0-9][a-z0-9._:-]{0,63}$': re.compile('^[a-z0-9][a-z0-9._:-]{0,63}\\Z'), '^[a-z0-9][a-z0-9._-]{1,56}$': re.compile('^[a-z0-9][a-z0-9._-]{1,56}\\Z'), '^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+': re.compile('^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+'), '^[\\w+=,.@:/-]{2,1224}$': re.compile('^[\\w+=,.@:/-]{2,1224}\\Z'), '^(default|[A-Z][A-Z0-9_]*)$': re.compile('^(default|[A-Z][A-Z0-9_]*)\\Z'), '^[a-z0-9]{1,12}$|^arn:aws': re.compile('^[a-z0-9]{1,12}\\Z|^arn:aws'), '^(DRAFT|[1-9][0-9]{0,7})$': re.compile('^(DRAFT|[1-9][0-9]{0,7})\\Z'), '^[a-z]{2}(-[a-z]+)+-\\d$': re.compile('^[a-z]{2}(-[a-z]+)+-\\d\\Z')}
 NoneType = type(None)
 
 def validate(data, custom_formats={}, name_prefix=None):
@@ -80,8 +80,8 @@ def validate____defs_app(data, custom_formats={}, name_prefix=None):
             if not isinstance(data__id, str):
                 raise JsonSchemaValueException('' + (name_prefix or 'data') + '.id must be string', value=data__id, name='' + (name_prefix or 'data') + '.id', definition={'type': 'string'}, rule='type')
             if isinstance(data__id, str):
-                if not REGEX_PATTERNS['^[a-z0-9][a-z0-9._:-]{0,63}$'].search(data__id):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.id must match pattern ^[a-z0-9][a-z0-9._:-]{0,63}$', value=data__id, name='' + (name_prefix or 'data') + '.id', definition={'pattern': '^[a-z0-9][a-z0-9._:-]{0,63}$'}, rule='pattern')
+                if not REGEX_PATTERNS['^[a-z0-9][a-z0-9._-]{1,56}$'].search(data__id):
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.id must match pattern ^[a-z0-9][a-z0-9._-]{1,56}$', value=data__id, name='' + (name_prefix or 'data') + '.id', definition={'pattern': '^[a-z0-9][a-z0-9._-]{1,56}$'}, rule='pattern')
         if 'business_unit' in data_keys:
             data_keys.remove('business_unit')
             data__businessunit = data['business_unit']
@@ -130,6 +130,35 @@ def validate____defs_app(data, custom_formats={}, name_prefix=None):
             data__geography = data['geography']
             if not (isinstance(data__geography, str) and data__geography == 'us' or (isinstance(data__geography, str) and data__geography == 'eu') or (isinstance(data__geography, str) and data__geography == 'apac') or (isinstance(data__geography, str) and data__geography == 'ca') or (isinstance(data__geography, str) and data__geography == 'jp') or (isinstance(data__geography, str) and data__geography == 'au') or (isinstance(data__geography, str) and data__geography == 'us-gov')):
                 raise JsonSchemaValueException('' + (name_prefix or 'data') + ".geography must be one of ['us', 'eu', 'apac', 'ca', 'jp', 'au', 'us-gov']", value=data__geography, name='' + (name_prefix or 'data') + '.geography', definition={'enum': ['us', 'eu', 'apac', 'ca', 'jp', 'au', 'us-gov']}, rule='enum')
+        if 'system_prompt' in data_keys:
+            data_keys.remove('system_prompt')
+            data__systemprompt = data['system_prompt']
+            if not isinstance(data__systemprompt, dict):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.system_prompt must be object', value=data__systemprompt, name='' + (name_prefix or 'data') + '.system_prompt', definition={'type': 'object'}, rule='type')
+            data__systemprompt_is_dict = isinstance(data__systemprompt, dict)
+            if data__systemprompt_is_dict:
+                data__systemprompt__missing_keys = set(['text']) - data__systemprompt.keys()
+                if data__systemprompt__missing_keys:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.system_prompt must contain ' + (str(sorted(data__systemprompt__missing_keys)) + ' properties'), value=data__systemprompt, name='' + (name_prefix or 'data') + '.system_prompt', definition={'required': ['text']}, rule='required')
+                data__systemprompt_keys = set(data__systemprompt.keys())
+                if 'text' in data__systemprompt_keys:
+                    data__systemprompt_keys.remove('text')
+                    data__systemprompt__text = data__systemprompt['text']
+                    if not isinstance(data__systemprompt__text, str):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.system_prompt.text must be string', value=data__systemprompt__text, name='' + (name_prefix or 'data') + '.system_prompt.text', definition={'type': 'string'}, rule='type')
+                    if isinstance(data__systemprompt__text, str):
+                        data__systemprompt__text_len = len(data__systemprompt__text)
+                        if data__systemprompt__text_len < 1:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.system_prompt.text must be longer than or equal to 1 characters', value=data__systemprompt__text, name='' + (name_prefix or 'data') + '.system_prompt.text', definition={'minLength': 1}, rule='minLength')
+                        if data__systemprompt__text_len > 100000:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.system_prompt.text must be shorter than or equal to 100000 characters', value=data__systemprompt__text, name='' + (name_prefix or 'data') + '.system_prompt.text', definition={'maxLength': 100000}, rule='maxLength')
+                if 'caller_system' in data__systemprompt_keys:
+                    data__systemprompt_keys.remove('caller_system')
+                    data__systemprompt__callersystem = data__systemprompt['caller_system']
+                    if not (isinstance(data__systemprompt__callersystem, str) and data__systemprompt__callersystem == 'refuse' or (isinstance(data__systemprompt__callersystem, str) and data__systemprompt__callersystem == 'append')):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".system_prompt.caller_system must be one of ['refuse', 'append']", value=data__systemprompt__callersystem, name='' + (name_prefix or 'data') + '.system_prompt.caller_system', definition={'enum': ['refuse', 'append']}, rule='enum')
+                if data__systemprompt_keys:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.system_prompt must not contain ' + str(data__systemprompt_keys) + ' properties', value=data__systemprompt, name='' + (name_prefix or 'data') + '.system_prompt', definition={'additionalProperties': False}, rule='additionalProperties')
         if 'pii' in data_keys:
             data_keys.remove('pii')
             data__pii = data['pii']
@@ -368,6 +397,26 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
             if isinstance(data__maxoutputtokens, (int, float, Decimal)) and (not isinstance(data__maxoutputtokens, bool)):
                 if data__maxoutputtokens < 1:
                     raise JsonSchemaValueException('' + (name_prefix or 'data') + '.max_output_tokens must be bigger than or equal to 1', value=data__maxoutputtokens, name='' + (name_prefix or 'data') + '.max_output_tokens', definition={'minimum': 1}, rule='minimum')
+        if 'bytes_per_token' in data_keys:
+            data_keys.remove('bytes_per_token')
+            data__bytespertoken = data['bytes_per_token']
+            if not isinstance(data__bytespertoken, (int, float, Decimal)) or isinstance(data__bytespertoken, bool):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bytes_per_token must be number', value=data__bytespertoken, name='' + (name_prefix or 'data') + '.bytes_per_token', definition={'type': 'number'}, rule='type')
+            if isinstance(data__bytespertoken, (int, float, Decimal)) and (not isinstance(data__bytespertoken, bool)):
+                if data__bytespertoken < 0.5:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bytes_per_token must be bigger than or equal to 0.5', value=data__bytespertoken, name='' + (name_prefix or 'data') + '.bytes_per_token', definition={'minimum': 0.5}, rule='minimum')
+                if data__bytespertoken > 16:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bytes_per_token must be smaller than or equal to 16', value=data__bytespertoken, name='' + (name_prefix or 'data') + '.bytes_per_token', definition={'maximum': 16}, rule='maximum')
+        if 'input_overhead_tokens' in data_keys:
+            data_keys.remove('input_overhead_tokens')
+            data__inputoverheadtokens = data['input_overhead_tokens']
+            if not isinstance(data__inputoverheadtokens, int) and (not (isinstance(data__inputoverheadtokens, float) and data__inputoverheadtokens.is_integer())) or isinstance(data__inputoverheadtokens, bool):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.input_overhead_tokens must be integer', value=data__inputoverheadtokens, name='' + (name_prefix or 'data') + '.input_overhead_tokens', definition={'type': 'integer'}, rule='type')
+            if isinstance(data__inputoverheadtokens, (int, float, Decimal)) and (not isinstance(data__inputoverheadtokens, bool)):
+                if data__inputoverheadtokens < 0:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.input_overhead_tokens must be bigger than or equal to 0', value=data__inputoverheadtokens, name='' + (name_prefix or 'data') + '.input_overhead_tokens', definition={'minimum': 0}, rule='minimum')
+                if data__inputoverheadtokens > 100000:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.input_overhead_tokens must be smaller than or equal to 100000', value=data__inputoverheadtokens, name='' + (name_prefix or 'data') + '.input_overhead_tokens', definition={'maximum': 100000}, rule='maximum')
         if 'price' in data_keys:
             data_keys.remove('price')
             data__price = data['price']
