@@ -38,6 +38,13 @@ class Ledger(Protocol):
         """Replace the reservation with the tokens actually used, in one atomic step."""
         ...
 
+    def top_up(
+        self, *, reservation_id: str, app_id: str, day: str, tokens: int, limit: int, now: float,
+    ) -> bool:
+        """Grow a live reservation by `tokens` if used + active reservations + tokens <= limit, in
+        one atomic step; False when it would not fit or the reservation is gone (expired, swept)."""
+        ...
+
     def release(self, reservation_id: str) -> None: ...
 
     def usage(self, app_id: str, day: str, now: float) -> DailyUsage: ...

@@ -81,6 +81,40 @@ class DynamoDbLedger:
             raise _unavailable() from None
         return True
 
+    def top_up(
+        self, *, reservation_id: str, app_id: str, day: str, tokens: int, limit: int, now: float,
+    ) -> bool:
+        # Same condition as reserve, on the same counter; the hold and its pointer grow with it, so
+        # settle, release and sweep free exactly what is held.
+        max_before = limit - tokens
+        if max_before < 0:
+            return False
+        pk, end = _pk(app_id, day), _end_of_day(day)
+        grow = {"UpdateExpression": "ADD tokens :n", "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": {":n": _n(tokens)}}
+        items = [
+            {"Update": {
+                "TableName": self._table, "Key": _usage_key(pk),
+                "UpdateExpression": "SET expires_at = :ttl ADD #c :n, held :n",
+                "ConditionExpression": "#c <= :max",
+                "ExpressionAttributeNames": {"#c": "committed"},
+                "ExpressionAttributeValues": {":n": _n(tokens), ":max": _n(max_before),
+                                              ":ttl": _n(end + _USAGE_TTL_S)},
+            }},
+            {"Update": {"TableName": self._table, "Key": {"pk": _s(pk), "sk": _s(f"RES#{reservation_id}")},
+                        **grow, "ConditionExpression": "attribute_exists(pk) AND lease_until > :now",
+                        "ExpressionAttributeValues": {":n": _n(tokens), ":now": _n(now)}}},
+            {"Update": {"TableName": self._table, "Key": {"pk": _s(f"RESID#{reservation_id}"), "sk": _s("RES")},
+                        **grow}},
+        ]
+        try:
+            self._transact(items)
+        except _Cancelled as exc:
+            if "ConditionalCheckFailed" in exc.codes:
+                return False  # over the limit, or the reservation was settled, released or swept
+            raise _unavailable() from None
+        return True
+
     def settle(
         self, *, reservation_id: str, app_id: str, day: str, tokens: int, cost_usd: float, now: float
     ) -> None:

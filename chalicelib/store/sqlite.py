@@ -52,6 +52,14 @@ WHERE (SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE app_id = ? AND day = ?)
     + ? <= ?
 """
 
+_TOP_UP = """
+UPDATE reservations SET tokens = tokens + ?
+WHERE id = ? AND app_id = ? AND day = ? AND expires_at > ? AND used IS NULL
+  AND (SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE app_id = ? AND day = ?)
+    + (SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE app_id = ? AND day = ? AND expires_at > ?)
+    + ? <= ?
+"""
+
 
 class SqliteLedger:
     def __init__(self, path: Path) -> None:
@@ -77,6 +85,15 @@ class SqliteLedger:
             cursor = self._db.execute(_RESERVE, (
                 reservation_id, app_id, day, tokens, expires_at,
                 app_id, day, app_id, day, now, tokens, limit,
+            ))
+        return cursor.rowcount == 1
+
+    def top_up(
+        self, *, reservation_id: str, app_id: str, day: str, tokens: int, limit: int, now: float,
+    ) -> bool:
+        with self._lock:  # one statement: check and grow under the write lock, as reserve does
+            cursor = self._db.execute(_TOP_UP, (
+                tokens, reservation_id, app_id, day, now, app_id, day, app_id, day, now, tokens, limit,
             ))
         return cursor.rowcount == 1
 
