@@ -14,6 +14,12 @@ Any other detection is a false positive for its type (so a right type with a wro
 recall and precision). A detection that overlaps a hard negative is also counted per negative kind.
 Throughput: detect() over every document (2-4 KB each, like prompts), one core, CPU time, median
 of 3 runs; on the PII-dense eval corpus (the one the target is checked on) and on a sparse one.
+
+Disguised corpus (issue 8): the same generator, with every planted card, IBAN, routing number,
+SSN, email and phone, and every checksum-invalid hard negative, written the way an attacker or a
+copy-paste would: separators of any kind, digits of other scripts, invisible characters inside,
+lower-case IBANs, full-width "@" and look-alike letters in email domains. Scored the same way, on
+spans of the original text, and on its own throughput.
 """
 from __future__ import annotations
 
@@ -85,6 +91,29 @@ class Corpus:
 
     def key(self, alphabet: str, n: int) -> str:
         return "".join(self.rnd.choice(alphabet) for _ in range(n))
+
+    # -- disguises (issue 8) --------------------------------------------------------------------
+    def disguise(self, value: str, tag: str) -> str:
+        kind = DISGUISED_TAGS.get(tag)
+        if kind is None:
+            return value
+        r = self.rnd
+        if kind == "email":
+            local, domain = value.split("@")
+            domain = "".join(HOMOGLYPHS.get(c, c) if r.random() < 0.3 else c for c in domain)
+            value = local + self.pick(["@", "\uff20"]) + domain
+        else:
+            seps = {"card": CARD_SEPS, "iban": IBAN_SEPS, "ssn": SSN_SEPS, "phone": PHONE_SEPS, "aba": [""]}[kind]
+            value = "".join(self.pick(seps) if c in " -" and kind != "aba" else c for c in value)
+            if kind == "iban" and r.random() < 0.5:
+                value = value.lower()
+            if kind != "phone":
+                zero = self.pick(DIGIT_ZEROS)
+                value = "".join(chr(zero + int(c)) if c.isdigit() and r.random() < 0.5 else c for c in value)
+        for _ in range(r.randrange(3)):  # invisible characters strictly inside
+            at = r.randrange(1, len(value))
+            value = value[:at] + self.pick(INVISIBLE) + value[at:]
+        return value
 
     # -- sentences: lists of pieces, planted values tagged with their type ----------------------
     def positive(self) -> list[Piece]:
@@ -197,13 +226,27 @@ class Corpus:
         ]), None)]
 
 
+DISGUISED_TAGS = {
+    "CREDIT_DEBIT_NUMBER": "card", "NEG:card_luhn_invalid": "card",
+    "INTERNATIONAL_BANK_ACCOUNT_NUMBER": "iban", "NEG:iban_mod97_invalid": "iban",
+    "BANK_ROUTING": "aba", "NEG:aba_invalid": "aba", "SSN": "ssn", "NEG:ssn_bad_range": "ssn",
+    "EMAIL": "email", "PHONE": "phone",
+}
+CARD_SEPS = [" ", "-", ".", "/", "_", "  ", "\t", "\n", " - ", "\u00a0", "\u202f", "\u2013", "\u2014", "\u3000"]
+IBAN_SEPS = [" ", "-", ".", "/", "_", "  ", "\u00a0", "\u2013"]
+SSN_SEPS = ["-", " ", ".", "/", "\u2013", "\u00a0", " - "]
+PHONE_SEPS = ["\u00a0", "\u202f"]  # phones keep their form: only the spaces change kind
+DIGIT_ZEROS = [0xFF10, 0x0660, 0x06F0, 0x0966, 0x09E6, 0x0E50, 0x1D7CE]
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u200e"]
+HOMOGLYPHS = {"a": "\u0430", "e": "\u0435", "o": "\u043e", "p": "\u0440", "c": "\u0441", "x": "\u0445"}
+
 POS_KINDS = ["card"] * 3 + ["iban"] * 3 + ["aba"] * 2 + ["ssn"] * 2 + ["email"] * 2 + ["phone"] * 2 + [
     "swift", "swift", "ip", "aws", "cvv", "expiry", "account", "pin", "password"]
 NEG_KINDS = ["card", "card", "iban", "iban", "aba", "aba", "ssn", "order", "date", "amount", "version", "isbn"]
 
 
 def build(
-    target_bytes: int, seed: int, pos_rate: float = 0.2, neg_rate: float = 0.1
+    target_bytes: int, seed: int, pos_rate: float = 0.2, neg_rate: float = 0.1, disguise: bool = False
 ) -> tuple[list[str], list[list[tuple[int, int, str]]]]:
     gen = Corpus(seed)
     docs: list[str] = []
@@ -218,6 +261,8 @@ def build(
             x = gen.rnd.random()
             pieces = gen.positive() if x < pos_rate else gen.negative() if x < pos_rate + neg_rate else gen.filler()
             for text, tag in pieces + [(" ", None)]:
+                if tag and disguise:
+                    text = gen.disguise(text, tag)
                 if tag:
                     spans.append((pos, pos + len(text), tag))
                 parts.append(text)
@@ -245,17 +290,11 @@ def throughput(det: LocalPiiDetector, docs: list[str], label: str) -> float:
     return mbps
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=float, default=6.0)
-    ap.add_argument("--seed", type=int, default=1234)
-    args = ap.parse_args()
-    t0 = time.perf_counter()
-    docs, planted = build(int(args.mb * 1_000_000), args.seed)
-    nbytes = sum(len(d.encode()) for d in docs)
-    print(f"corpus: {len(docs)} docs, {nbytes / 1e6:.2f} MB, built in {time.perf_counter() - t0:.1f}s")
-
-    det = LocalPiiDetector()
+def evaluate(
+    det: LocalPiiDetector, docs: list[str], planted: list[list[tuple[int, int, str]]], only: set[str] | None = None
+) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """Print recall and precision per type (or for the `only` types) and hard-negative hits;
+    return planted, true positives and hard-negative hits per kind."""
     tp: Counter[str] = Counter()
     fp: Counter[str] = Counter()
     n_planted: Counter[str] = Counter()
@@ -280,12 +319,14 @@ def main() -> int:
                 if n[0] < ent.end and ent.begin < n[1]:
                     hit_negs.add(n)
             if len(samples[ent.type]) < 3:
-                samples[ent.type].append(repr(doc[max(0, ent.begin - 25) : ent.end + 10]))
+                samples[ent.type].append(ascii(doc[max(0, ent.begin - 25) : ent.end + 10]))
         for n in hit_negs:
             neg_hit[n[2]] += 1
 
     print(f"\n{'type':<36}{'planted':>8}{'TP':>8}{'FP':>6}{'recall':>9}{'precision':>11}")
     for t in sorted(set(n_planted) | set(fp)):
+        if only is not None and t not in only:
+            continue
         rec = tp[t] / n_planted[t] if n_planted[t] else float("nan")
         prec = tp[t] / (tp[t] + fp[t]) if tp[t] + fp[t] else float("nan")
         print(f"{t:<36}{n_planted[t]:>8}{tp[t]:>8}{fp[t]:>6}{rec:>9.2%}{prec:>11.2%}")
@@ -293,15 +334,37 @@ def main() -> int:
     for k in sorted(neg_total):
         print(f"{k[4:]:<36}{neg_total[k]:>8}{neg_hit[k]:>8}")
     for t, ex in samples.items():
-        print(f"  FP examples {t}: {'; '.join(ex)}")
+        if only is None or t in only:
+            print(f"  FP examples {t}: {'; '.join(ex)}")
+    return n_planted, tp, neg_hit
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=float, default=6.0)
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    docs, planted = build(int(args.mb * 1_000_000), args.seed)
+    nbytes = sum(len(d.encode()) for d in docs)
+    print(f"corpus: {len(docs)} docs, {nbytes / 1e6:.2f} MB, built in {time.perf_counter() - t0:.1f}s")
+
+    det = LocalPiiDetector()
+    n_planted, tp, neg_hit = evaluate(det, docs, planted)
 
     mbps = throughput(det, docs, "PII-dense eval corpus (20% of sentences planted, 10% hard negatives)")
     sparse, _ = build(int(args.mb * 1_000_000), args.seed + 1, pos_rate=0.02, neg_rate=0.01)
     throughput(det, sparse, "prompt-like mixed English (2% planted, 1% hard negatives)")
 
-    ok_recall = all(n_planted[t] and tp[t] / n_planted[t] >= 0.99 for t in TARGET_RECALL)
-    checksum_fp = sum(neg_hit[k] for k in ("NEG:card_luhn_invalid", "NEG:iban_mod97_invalid", "NEG:aba_invalid"))
-    print(f"target recall >= 99% on {', '.join(TARGET_RECALL)}: {'MET' if ok_recall else 'NOT MET'}")
+    print(f"\n== disguised corpus ({args.mb / 3:.1f} MB): separators, scripts, invisible characters, homoglyphs ==")
+    disguised, disguised_planted = build(int(args.mb / 3 * 1_000_000), args.seed + 2, disguise=True)
+    d_planted, d_tp, d_neg_hit = evaluate(det, disguised, disguised_planted, only=set(DISGUISED_TAGS))
+    throughput(det, disguised, "disguised corpus")
+
+    ok_recall = all(n[t] and hits[t] / n[t] >= 0.99 for n, hits in ((n_planted, tp), (d_planted, d_tp)) for t in TARGET_RECALL)
+    checksum_kinds = ("NEG:card_luhn_invalid", "NEG:iban_mod97_invalid", "NEG:aba_invalid")
+    checksum_fp = sum(hits[k] for hits in (neg_hit, d_neg_hit) for k in checksum_kinds)
+    print(f"target recall >= 99% on {', '.join(TARGET_RECALL)}, plain and disguised: {'MET' if ok_recall else 'NOT MET'}")
     print(f"target zero detections on checksum-invalid numbers: {'MET' if checksum_fp == 0 else f'NOT MET ({checksum_fp})'}")
     print(f"target >= 5 MB/s: {'MET' if mbps >= 5 else 'NOT MET'}")
     return 0 if ok_recall and checksum_fp == 0 and mbps >= 5 else 1
