@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from chalicelib import deadline
 from chalicelib.catalog import App, Catalog, Model
-from chalicelib.chat import ChatRequest, Completion, Message, ToolCall
+from chalicelib.chat import ChatRequest, Completion
 from chalicelib.cost import cost_usd
 from chalicelib.errors import (GatewayError, InternalError, InvalidRequest, NotFound,
                                PayloadTooLarge, PermissionDenied, ServiceUnavailable)
@@ -25,13 +25,15 @@ from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
 from chalicelib.openai_api.chat_request import parse_chat_request
 from chalicelib.pii import PiiDetector
-from chalicelib.pii.policy import PiiOutcome, apply_policy
+from chalicelib.pii.policy import Edit, PiiOutcome, policy_edits
 from chalicelib.quota import QuotaKeeper
 from chalicelib.record import RequestRecord
 from chalicelib.router import Router
 from chalicelib.audit import AuditSink
 from chalicelib.telemetry import Telemetry
-from chalicelib.tokens import request_tokens
+from chalicelib.screening import (InputView, OutputView, guard_texts, output_guard_texts, pin_system_prompt,
+                                  with_guarded_texts, with_output_guarded_texts)
+from chalicelib.tokens import estimate_input_tokens
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
@@ -101,18 +103,21 @@ class Pipeline:
 
     def _chat(self, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:
         app = self._identify(request, record)
-        chat = parse_chat_request(request.body)
+        chat = pin_system_prompt(app, parse_chat_request(request.body))
         record.stream = chat.stream
         model = self._route(app, chat.model, record)
-        max_tokens = min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens)
         reservation = self._quota.reserve(
-            app, request_tokens(chat) + max_tokens, reservation_id=request.request_id
+            app, self._estimate(model, chat), min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens),
+            reservation_id=request.request_id, flexible=chat.max_tokens is None,
         )
         record.reserved_tokens = reservation.tokens
         try:
             chat = self._redact_input(app, chat, record)
             chat = self._guard_input(app, chat, record)
-            completion = self._call_provider(app, model, chat, max_tokens, record)
+            # What the model will see may have grown (placeholders, masks): hold it before paying.
+            reservation = self._quota.top_up(app, reservation, self._estimate(model, chat))
+            record.reserved_tokens = reservation.tokens
+            completion = self._call_provider(app, model, chat, reservation.output_tokens, record)
             completion = self._guard_output(app, completion, record)
             completion = self._redact_output(app, completion, record)
         except BaseException:
@@ -125,6 +130,10 @@ class Pipeline:
         record.cost_usd = cost
         record.finish_reason = completion.finish_reason
         return self._chat_response(request, chat, completion, record)
+
+    @staticmethod
+    def _estimate(model: Model, chat: ChatRequest) -> int:
+        return estimate_input_tokens(chat, model.bytes_per_token, model.input_overhead_tokens)
 
     def _identify(self, request: IncomingRequest, record: RequestRecord) -> App:
         principal = self._identity.principal(request)
@@ -147,39 +156,27 @@ class Pipeline:
         return model
 
     def _redact_input(self, app: App, chat: ChatRequest, record: RequestRecord) -> ChatRequest:
-        outcome = PiiOutcome()
-        messages = []
-        for message in chat.messages:
-            text, found = self._redact(app, message.content, "input")
-            outcome.merge(found)
-            calls, found = self._redact_calls(app, message.tool_calls, "input")
-            outcome.merge(found)
-            messages.append(Message(message.role, text, calls, message.tool_call_id))
+        view = InputView(chat)  # every caller text the model will see, screened in one pass
+        edits, outcome = self._screen(app, view.text, "input")
         self._note_pii(record, outcome)
         if outcome.blocked:
             raise InvalidRequest(
                 f"the request contains {', '.join(outcome.blocked)}, which this app's policy blocks",
                 code="pii_blocked", param="messages",
             )
-        return chat.with_messages(tuple(messages))
+        return view.rebuild(edits)
 
     def _guard_input(self, app: App, chat: ChatRequest, record: RequestRecord) -> ChatRequest:
-        # System prompts are the app's own configuration; what the guardrail judges is the
-        # conversation: user turns, tool results, and the arguments of earlier tool calls.
-        slots = [(i, j) for i, m in enumerate(chat.messages) if m.role != "system"
-                 for j in range(-1, len(m.tool_calls))]
-        texts = [_slot_text(chat.messages[i], j) for i, j in slots]
-        verdict = self._check_guardrail(app, texts, "INPUT", record)
+        # Everything the caller wrote is judged, system and developer messages and tool
+        # definitions included; only the app's pinned system prompt (configuration) is not.
+        verdict = self._check_guardrail(app, guard_texts(chat), "INPUT", record)
         if verdict.action == BLOCKED:
             raise InvalidRequest(
                 "the request was blocked by the app's guardrail", code="content_filter", param="messages"
             )
         if verdict.action != MASKED or verdict.texts is None:
             return chat
-        messages = list(chat.messages)
-        for (i, j), text in zip(slots, verdict.texts, strict=True):  # a short verdict is a bug: fail
-            messages[i] = _with_slot_text(messages[i], j, text)
-        return chat.with_messages(tuple(messages))
+        return with_guarded_texts(chat, verdict.texts)
 
     def _call_provider(
         self, app: App, model: Model, chat: ChatRequest, max_tokens: int, record: RequestRecord
@@ -192,24 +189,20 @@ class Pipeline:
         return routed.completion
 
     def _guard_output(self, app: App, completion: Completion, record: RequestRecord) -> Completion:
-        texts = [completion.content] + [c.arguments for c in completion.tool_calls]
-        verdict = self._check_guardrail(app, texts, "OUTPUT", record)
+        verdict = self._check_guardrail(app, output_guard_texts(completion), "OUTPUT", record)
         if verdict.action == BLOCKED:
             return replace(completion, content="", tool_calls=(), finish_reason="content_filter")
         if verdict.action != MASKED or verdict.texts is None:
             return completion
-        content, *arguments = verdict.texts
-        calls = tuple(replace(c, arguments=a) for c, a in zip(completion.tool_calls, arguments, strict=True))
-        return replace(completion, content=content, tool_calls=calls)
+        return with_output_guarded_texts(completion, verdict.texts)
 
     def _redact_output(self, app: App, completion: Completion, record: RequestRecord) -> Completion:
-        text, outcome = self._redact(app, completion.content, "output")
-        calls, found = self._redact_calls(app, completion.tool_calls, "output")
-        outcome.merge(found)
+        view = OutputView(completion)
+        edits, outcome = self._screen(app, view.text, "output")
         self._note_pii(record, outcome)
         if outcome.blocked:
             return replace(completion, content="", tool_calls=(), finish_reason="content_filter")
-        return replace(completion, content=text, tool_calls=calls)
+        return view.rebuild(edits)
 
     def _chat_response(
         self, request: IncomingRequest, chat: ChatRequest, completion: Completion, record: RequestRecord
@@ -224,9 +217,10 @@ class Pipeline:
 
     # ---- shared machinery ---------------------------------------------------------------------
 
-    def _redact(self, app: App, text: str, direction: str) -> tuple[str, PiiOutcome]:
+    def _screen(self, app: App, text: str, direction: str) -> tuple[list[Edit], PiiOutcome]:
+        """The edits the app's PII policy makes to `text`, and what it found (counts only)."""
         if not text:
-            return text, PiiOutcome()
+            return [], PiiOutcome()
         try:
             entities = self._pii.detect(text, app.pii.language)
         except ServiceUnavailable:
@@ -234,8 +228,8 @@ class Pipeline:
                 raise  # fail closed: no unscreened text reaches a model or a caller
             outcome = PiiOutcome()
             outcome.counts["DETECTOR_UNAVAILABLE:FAIL_OPEN"] += 1
-            return text, outcome
-        return apply_policy(text, entities, app.pii, direction)
+            return [], outcome
+        return policy_edits(text, entities, app.pii, direction)
 
     def _check_guardrail(
         self, app: App, texts: list[str], source: str, record: RequestRecord
@@ -249,19 +243,6 @@ class Pipeline:
             return PASS
         record.guardrail += [f"{source}:{verdict.action}:{c}" for c in verdict.categories]
         return verdict
-
-    def _redact_calls(
-        self, app: App, calls: tuple[ToolCall, ...], direction: str
-    ) -> tuple[tuple[ToolCall, ...], PiiOutcome]:
-        """Tool arguments are JSON text: values are redacted in place, the JSON stays JSON, since
-        detectors never match quotes or backslashes."""
-        outcome = PiiOutcome()
-        redacted = []
-        for call in calls:
-            arguments, found = self._redact(app, call.arguments, direction)
-            outcome.merge(found)
-            redacted.append(replace(call, arguments=arguments))
-        return tuple(redacted), outcome
 
     @staticmethod
     def _note_pii(record: RequestRecord, outcome: PiiOutcome) -> None:
@@ -319,19 +300,6 @@ class Pipeline:
     @staticmethod
     def error_response(error: GatewayError) -> GatewayResponse:
         return GatewayResponse(error.status, responses.error_body(error), dict(error.headers))
-
-
-def _slot_text(message: Message, call: int) -> str:
-    """Slot -1 is a message's content; slot j >= 0 its j-th tool call's arguments."""
-    return message.content if call < 0 else message.tool_calls[call].arguments
-
-
-def _with_slot_text(message: Message, call: int, text: str) -> Message:
-    if call < 0:
-        return replace(message, content=text)
-    calls = list(message.tool_calls)
-    calls[call] = replace(calls[call], arguments=text)
-    return replace(message, tool_calls=tuple(calls))
 
 
 def new_request_id() -> str:

@@ -46,11 +46,28 @@ def test_no_canary_anywhere_the_gateway_writes(tmp_path: Path) -> None:
             "quota": post(chat(CANARY * 40, max_tokens=150), key_id=QUOTA_KEY_ID),
             "signature": post(chat(CANARY), secret="wrong"),
             "too_large": post(chat(CANARY * 40_000)),
+            "tools": post(chat(f"hi {CANARY}", stop=[CANARY], tools=[{"type": "function", "function": {
+                "name": "lookup", "description": CANARY,
+                "parameters": {"type": "object", "properties": {"q": {"type": "string", "description": CANARY,
+                                                                       "enum": [CANARY]}}}}}])),
+            "tool_calls": post({"model": "local-echo", "messages": [
+                {"role": "assistant", "content": None, "tool_calls": [{"id": CANARY, "type": "function",
+                                                                       "function": {"name": "f",
+                                                                                    "arguments": json.dumps({"q": CANARY})}}]},
+                {"role": "tool", "tool_call_id": CANARY, "content": CANARY}]}),
+            "parts": post(chat([{"type": "text", "text": CANARY}, {"type": "text", "text": CANARY}])),
+            "nan": post(f'{{"model": "local-echo", "messages": [{{"role": "user", "content": "{CANARY}"}}], '
+                        f'"temperature": NaN}}'.encode()),
+            "deep": post(f'{{"model": "local-echo", "messages": [{{"role": "user", "content": "{CANARY}"}}], '
+                         f'"x": {"[" * 5000}"{CANARY}"{"]" * 5000}}}'.encode()),
+            "surrogate": post(f'{{"model": "local-echo", "messages": [{{"role": "user", "content": "{CANARY}\\ud800"}}]}}'.encode()),
+            "float_max_tokens": post(chat(CANARY, max_tokens=1.5)),
         }
         codes = {name: r.status_code for name, r in statuses.items()}
         assert codes == {"plain": 200, "stream": 200, "schema": 400, "json": 400, "model": 404, "n": 400,
                          "guardrail": 400, "pii_block": 400, "quota": 429, "signature": 403,
-                         "too_large": 413}
+                         "too_large": 413, "tools": 200, "tool_calls": 200, "parts": 200, "nan": 400,
+                         "deep": 400, "surrogate": 400, "float_max_tokens": 400}
         # The canary did travel: the echo model returned it, so it was in the pipeline's hands.
         assert CANARY in statuses["plain"].text and CANARY in statuses["stream"].text
 

@@ -25,26 +25,38 @@ class PiiOutcome:
         self.blocked.extend(t for t in other.blocked if t not in self.blocked)
 
 
+Edit = tuple[int, int, str]  # begin, end (exclusive) and what replaces text[begin:end]
+
+
 def apply_policy(
     text: str, entities: Sequence[PiiEntity], policy: PiiPolicy, direction: str
 ) -> tuple[str, PiiOutcome]:
-    outcome = PiiOutcome()
-    if not entities:
-        return text, outcome
-    allowed_terms = {t.casefold() for t in policy.allow_terms}
+    edits, outcome = policy_edits(text, entities, policy, direction)
     pieces: list[str] = []
     cursor = 0
+    for begin, end, replacement in edits:
+        pieces += (text[cursor:begin], replacement)
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces), outcome
+
+
+def policy_edits(
+    text: str, entities: Sequence[PiiEntity], policy: PiiPolicy, direction: str
+) -> tuple[list[Edit], PiiOutcome]:
+    """The replacements the policy makes (allowed entities make none), sorted, and what it did."""
+    outcome = PiiOutcome()
+    edits: list[Edit] = []
+    allowed_terms = {t.casefold() for t in policy.allow_terms} if entities else set()
     for entity in entities:  # sorted and non-overlapping, as the port promises
         value = text[entity.begin : entity.end]
         action = "ALLOW" if value.casefold() in allowed_terms else policy.action(direction, entity.type)
         outcome.counts[f"{entity.type}:{action}"] += 1
         if action == "BLOCK" and entity.type not in outcome.blocked:
             outcome.blocked.append(entity.type)
-        pieces.append(text[cursor : entity.begin])
-        pieces.append(_replacement(value, entity.type, action))
-        cursor = entity.end
-    pieces.append(text[cursor:])
-    return "".join(pieces), outcome
+        if action != "ALLOW":
+            edits.append((entity.begin, entity.end, _replacement(value, entity.type, action)))
+    return edits, outcome
 
 
 def _replacement(value: str, entity_type: str, action: str) -> str:
