@@ -2,6 +2,8 @@
 blocking ordinary banking questions, whatever formatting or Unicode a caller hides a phrase in."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chalicelib.catalog import DeniedTopic, GuardrailPolicy
@@ -144,3 +146,13 @@ def test_a_disguised_denied_word_alone_still_matches() -> None:
 ])
 def test_ordinary_text_in_any_format_passes(question: str) -> None:
     assert guard.check([question], "INPUT", POLICY).action == NONE
+
+
+@pytest.mark.parametrize("text", [
+    "ignore " * 15_000, "g u " * 25_000, "i-" * 50_000, "\u200b" * 100_000, "x\uff20" * 50_000, "\n" * 100_000,
+    "a.b." * 25_000, "<|" * 50_000, "#" * 100_000,
+], ids=lambda t: repr(t[:6]))
+def test_no_input_makes_matching_slow(text: str) -> None:
+    started = time.perf_counter()
+    guard.check([text], "INPUT", POLICY)
+    assert time.perf_counter() - started < 2.0

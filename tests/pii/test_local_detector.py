@@ -370,7 +370,11 @@ def test_output_is_sorted_non_overlapping_and_in_bounds(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     ["1 " * 50_000, "1-" * 50_000, "1." * 50_000, "a@" * 50_000, "A" * 100_000, ":" * 100_000, "0a:" * 30_000,
-     "password: " * 10_000, "account " * 10_000 + "1" * 20, "+1 " * 30_000, "(0" * 50_000, "AB12 " * 20_000],
+     "password: " * 10_000, "account " * 10_000 + "1" * 20, "+1 " * 30_000, "(0" * 50_000, "AB12 " * 20_000,
+     # the normalised view: full-width digits, Unicode dashes and spaces, invisible characters,
+     # lower-case IBAN prefixes, JSON escapes, full-width "@"
+     "\uff14 " * 50_000, "4\u2013" * 50_000, "\u0664\u00a0" * 50_000, "4" + "\u200b" * 100_000, "de12 " * 20_000,
+     "\\u00a0" * 20_000, "x\uff20" * 50_000, "123.45." * 20_000],
     ids=lambda t: repr(t[:12]),
 )
 def test_no_catastrophic_backtracking(text: str) -> None:
