@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from chalicelib import deadline
 from chalicelib.catalog import App, Catalog, Model
-from chalicelib.chat import ChatRequest, Completion
+from chalicelib.chat import ChatRequest, Completion, Usage
 from chalicelib.cost import cost_usd
 from chalicelib.errors import (GatewayError, InternalError, InvalidRequest, NotFound,
                                PayloadTooLarge, PermissionDenied, ServiceUnavailable)
@@ -26,7 +26,7 @@ from chalicelib.openai_api import responses
 from chalicelib.openai_api.chat_request import parse_chat_request
 from chalicelib.pii import PiiDetector
 from chalicelib.pii.policy import Edit, PiiOutcome, policy_edits
-from chalicelib.quota import QuotaKeeper
+from chalicelib.quota import QuotaKeeper, Reservation
 from chalicelib.record import RequestRecord
 from chalicelib.router import Router
 from chalicelib.audit import AuditSink
@@ -118,18 +118,24 @@ class Pipeline:
             reservation = self._quota.top_up(app, reservation, self._estimate(model, chat))
             record.reserved_tokens = reservation.tokens
             completion = self._call_provider(app, model, chat, reservation.output_tokens, record)
+        except BaseException:
+            self._quota.release(reservation)  # no model call was paid for
+            raise
+        try:
             completion = self._guard_output(app, completion, record)
             completion = self._redact_output(app, completion, record)
-        except BaseException:
-            self._quota.release(reservation)  # nothing was used that the app should pay for
-            raise
-        cost = cost_usd(model, completion.usage)
-        self._quota.settle(reservation, completion.usage.total_tokens, cost)
-        record.prompt_tokens = completion.usage.prompt_tokens
-        record.completion_tokens = completion.usage.completion_tokens
-        record.cost_usd = cost
+        finally:
+            # The model answered and was billed: the app pays, even if the answer then fails
+            # (an output screen that is down or out of time must not make a call free).
+            self._settle(reservation, model, completion.usage, record)
         record.finish_reason = completion.finish_reason
         return self._chat_response(request, chat, completion, record)
+
+    def _settle(self, reservation: Reservation, model: Model, usage: Usage, record: RequestRecord) -> None:
+        cost = cost_usd(model, usage)
+        self._quota.settle(reservation, usage.total_tokens, cost)
+        record.prompt_tokens, record.completion_tokens, record.cost_usd = (
+            usage.prompt_tokens, usage.completion_tokens, cost)
 
     @staticmethod
     def _estimate(model: Model, chat: ChatRequest) -> int:

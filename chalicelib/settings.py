@@ -75,7 +75,9 @@ class Settings:
             catalog_path=Path(env.get("GARDEN_CATALOG", str(DEFAULT_CATALOG))),
             signing_region=env.get("GARDEN_SIGNING_REGION", env.get("AWS_REGION", "us-east-1")),
             max_body_bytes=_positive_int(env, "GARDEN_MAX_BODY_BYTES", 1_048_576),
-            request_timeout_s=float(_positive_int(env, "GARDEN_REQUEST_TIMEOUT_S", 25)),
+            # At most 26 s: the deadline plus bookkeeping's 2.5 s tail (deadline.py) stays under
+            # API Gateway's 29 s integration timeout, with room for the Lambda's own start.
+            request_timeout_s=float(_positive_int(env, "GARDEN_REQUEST_TIMEOUT_S", 25, maximum=26)),
             bedrock_region=env.get("GARDEN_BEDROCK_REGION", env.get("AWS_REGION", "us-east-1")),
             ops_role_arn=env.get("GARDEN_OPS_ROLE_ARN") or None,
             bedrock_max_attempts=_positive_int(env, "GARDEN_BEDROCK_MAX_ATTEMPTS", 2),
@@ -105,7 +107,7 @@ def _bu_keys(raw: str) -> Mapping[str, str]:
     return keys
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int | None = None) -> int:
     raw = env.get(name)
     if raw is None:
         return default
@@ -115,4 +117,6 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r}: expected a positive integer") from None
     if value <= 0:
         raise ConfigError(f"{name}={raw!r}: expected a positive integer")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw!r}: at most {maximum}")
     return value

@@ -83,7 +83,7 @@ def test_principals_map_to_their_role(arn: str, canonical: str) -> None:
 
 
 @pytest.mark.parametrize("env", [{"GARDEN_IDENTITY": "ldap"}, {"GARDEN_MAX_BODY_BYTES": "-1"},
-                                 {"GARDEN_MAX_BODY_BYTES": "lots"}])
+                                 {"GARDEN_MAX_BODY_BYTES": "lots"}, {"GARDEN_REQUEST_TIMEOUT_S": "28"}])
 def test_bad_settings_fail_fast(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match=next(iter(env))):
         Settings.from_env(env)

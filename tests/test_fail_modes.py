@@ -61,6 +61,26 @@ def test_guardrail_down_fails_closed(tmp_path: Path) -> None:
         assert json.loads(response.body)["error"]["code"] == "guardrail_unavailable"
 
 
+class OutputDownGuardrail:
+    """Passes the input, then cannot answer on the output: the model has been called by then."""
+
+    def check(self, texts: Sequence[str], source: str, policy: GuardrailPolicy) -> GuardrailVerdict:
+        if source == "OUTPUT":
+            raise ServiceUnavailable("guardrail unavailable", code="guardrail_unavailable")
+        return GuardrailVerdict("NONE")
+
+
+def test_a_paid_call_is_settled_even_when_its_answer_then_fails(tmp_path: Path) -> None:
+    with running_garden(tmp_path, guardrail=OutputDownGuardrail(), catalog=catalog(False)) as g:
+        response = g.chat(CHAT)
+        assert response.status_code == 503
+        record = audit_lines(g.home)[0]
+        usage = g.ledger.usage("test-app", record["timestamp"][:10], 0)
+        # The model answered: its tokens are booked, and the record says so, though the caller got 503.
+        assert usage.reserved == 0 and usage.requests == 1 and usage.tokens > 0
+        assert record["prompt_tokens"] + record["completion_tokens"] == usage.tokens
+
+
 def test_fail_open_passes_and_is_counted(tmp_path: Path) -> None:
     with running_garden(tmp_path, pii=DownDetector(), guardrail=DownGuardrail(), catalog=catalog(True)) as g:
         response = g.chat(CHAT)
