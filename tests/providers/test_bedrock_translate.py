@@ -25,6 +25,13 @@ def test_plain_request_sets_model_system_and_always_max_tokens() -> None:
     }
 
 
+def test_text_parts_stay_separate_blocks() -> None:
+    parts = ("my card [CREDIT_DEBIT_NUMBER]", "", " ok")
+    kwargs = to_converse(make_call(Message("user", "".join(parts), parts=parts)))
+    assert kwargs["messages"] == [{"role": "user", "content": [
+        {"text": "my card [CREDIT_DEBIT_NUMBER]"}, {"text": " ok"}]}]
+
+
 def test_sampling_options_and_stop_sequences() -> None:
     kwargs = to_converse(make_call(temperature=0.2, top_p=0.9, stop=("END", "STOP")))
     assert kwargs["inferenceConfig"] == {"maxTokens": 256, "temperature": 0.2, "topP": 0.9,

@@ -124,7 +124,9 @@ def _blocks(i: int, message: Message, as_text: bool) -> tuple[str, list[dict[str
                 "input": _arguments(tool_call.arguments, param),
             }})
         return "assistant", blocks or [{"text": message.content}]
-    return "user", [{"text": message.content}]
+    # Text parts stay separate blocks, as the caller sent them (redactions already sit in the part
+    # their entity began in); blank parts are dropped, since Converse refuses blank text blocks.
+    return "user", [{"text": p} for p in message.parts if p] or [{"text": message.content}]
 
 
 def _arguments(arguments: str, param: str) -> Any:
