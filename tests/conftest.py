@@ -65,6 +65,7 @@ def dynamodb_local_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A real `chalice local` on a free loopback port, shared by the end-to-end tests."""
+    """The gateway served as `make run` serves it (devserver/, Chalice's local server with a larger
+    backlog) on a free loopback port, shared by the end-to-end tests."""
     with serve(tmp_path_factory.mktemp("e2e")) as running:
         yield running
