@@ -26,15 +26,16 @@ LA = r"(?![0-9A-Za-z_]|[./-][0-9A-Za-z])"
 RUN = re.compile(rf"[0-9]{LB1}[0-9]*(?:[ -][0-9]+)*{LA}")
 GROUP = re.compile(r"[0-9]+")
 
-# Card candidates: 13+ digits in groups joined by any short run of separators, mixed ("4111.1111
-# /1111_1111", tabs, newlines, double spaces): whitespace, ASCII punctuation but '"' and "@" (so a
-# JSON string boundary never joins: tool arguments are redacted in place), and whatever non-ASCII
-# character the view still holds (bullets, arrows, symbols). Letters may touch the run
-# ("card4111...", "...1111abc"): Luhn, not the neighbourhood, keeps precision. The lookahead counts
-# 13 digits before anything is captured, so a short number costs one C-level probe. One character
-# class, not an alternation: half the cost in `re`.
-CARD_SEP = r"[\s!#-/:-?\[-`{-~\x80-\U0010ffff]"
-CARD_RUN = re.compile(rf"[0-9](?<![0-9][0-9])(?=(?:{CARD_SEP}{{0,3}}[0-9]){{12}})[0-9]*(?:{CARD_SEP}{{1,3}}[0-9]+)*")
+# Card candidates: 13+ digits in groups joined by any short run (1-3) of separators, mixed
+# ("4111.1111/1111_1111", tabs, newlines, double spaces): anything but a letter or digit of any
+# script, '"' or "@" (so a JSON string boundary never joins: tool arguments are redacted in place,
+# and CJK words between numbers keep them apart). Letters may touch the run ("card4111...",
+# "...1111abc"): Luhn, not the neighbourhood, keeps precision. A lookahead first counts 13 digits
+# with a one-class approximation of the separators (any non-ASCII character), so a short number
+# costs one C-level probe; the exact separator class (an alternation, slower) runs only on runs.
+_CARD_GAP = r"[\s!#-/:-?\[-`{-~\x80-\U0010ffff]"
+CARD_SEP = r'(?:[^\w"@]|_)'
+CARD_RUN = re.compile(rf"[0-9](?<![0-9][0-9])(?=(?:{_CARD_GAP}{{0,3}}[0-9]){{12}})[0-9]*(?:{CARD_SEP}{{1,3}}[0-9]+)*")
 
 # SSN: AAA-GG-SSSS with any short run of spaces, dashes (en dashes are dashes in the view), dots,
 # slashes or underscores between the parts.

@@ -243,6 +243,8 @@ DISGUISED_NEGATIVES = [
     "CSV 1,234,567.89;2,345,678.90",
     "tokens asiapacificregionx and AsiaPacificRegionX",  # AKIA/ASIA-shaped words are not keys
     "class Pass\u200bword: str",
+    "\u8ba2\u53554111\u53f71111\u51431111\u4e2a1111",  # numbers kept apart by CJK words, not separators
+    "\u0437\u0430\u043a\u0430\u0437 4111 \u043d\u043e\u043c 1111 \u0441\u0443\u043c 1111\u0434 1111",
 ]
 
 
