@@ -64,9 +64,16 @@ def _card_windows(run: str, offset: int, groups: list[tuple[int, int]], sizes: l
 
 def _card_shaped(sizes: list[int]) -> bool:
     """13-19 digits, compact or in groups of 3-8 with the first of 4+: 4-4-4-4, 4-6-5, 4-4-4-4-3,
-    and two groups run together by an invisible separator (8-4-4). Groups of 1-2 digits are
-    timestamps, dates and phone numbers ("2024-01-15 10:30:45"): only a card word vouches for them."""
-    return 13 <= sum(sizes) <= 19 and (len(sizes) == 1 or (sizes[0] >= 4 and all(3 <= s <= 8 for s in sizes)))
+    and two groups run together by an invisible separator (8-4-4); or spelled out one, two or three
+    digits at a time ("4 1 1 1 ...", "41 11 11 ..."), the last group shorter at most. Mixed short
+    groups are timestamps, dates and phone numbers ("2024-01-15 10:30:45"): only a card word
+    vouches for them."""
+    if not 13 <= sum(sizes) <= 19:
+        return False
+    if len(sizes) == 1 or (sizes[0] >= 4 and all(3 <= s <= 8 for s in sizes)):
+        return True
+    step = sizes[0]
+    return step <= 3 and all(s == step for s in sizes[:-1]) and sizes[-1] <= step
 
 
 def ssns(text: str, out: list[Cand]) -> None:

@@ -71,8 +71,16 @@ def cards(draw: st.DrawFn, valid: bool = True) -> str:
         at = draw(st.integers(0, length - 1))
         digits = digits[:at] + str((int(digits[at]) + draw(st.integers(1, 9))) % 10) + digits[at + 1:]
         assert not luhn_valid(digits)
+    grouping = draw(st.sampled_from(["network", "compact", "1", "2", "3"]))
+    if grouping == "network":  # 4-4-4-4, 4-6-5, ...
+        sizes = CARD_GROUPING[length]
+    elif grouping == "compact":
+        sizes = (length,)
+    else:  # spelled out one, two or three digits at a time
+        step = int(grouping)
+        sizes = (step,) * (length // step) + ((length % step,) if length % step else ())
     parts, i = [], 0
-    for size in CARD_GROUPING[length] if draw(st.booleans()) else (length,):
+    for size in sizes:
         parts.append(_scripted(draw, digits[i:i + size]))
         i += size
     return _invisibles(draw, _grouped(draw, parts, CARD_SEPARATORS))
