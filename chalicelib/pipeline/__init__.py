@@ -1,0 +1,74 @@
+"""The governed pipeline. Every request runs in one frame (governed.py: size cap, deadline, error
+rendering, one audit record and one telemetry line) and walks its route's stages top to bottom:
+
+chat.py     identify -> validate -> route -> reserve -> PII (in) -> guardrail (in) -> top up
+              -> provider -> guardrail (out) -> PII (out) -> settle
+
+The pipeline sees ports only; `gateway.py` (the composition root) picks the adapters.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from chalicelib.audit import AuditSink
+from chalicelib.catalog import Catalog
+from chalicelib.guardrails import Guardrail
+from chalicelib.identity import Identity
+from chalicelib.incoming import IncomingRequest
+from chalicelib.openai_api import responses
+from chalicelib.pii import PiiDetector
+from chalicelib.pipeline.chat import ChatRoute
+from chalicelib.pipeline.governed import GatewayResponse, Governed, error_response, new_request_id
+from chalicelib.pipeline.stages import Stages
+from chalicelib.quota import QuotaKeeper
+from chalicelib.record import RequestRecord
+from chalicelib.router import Router
+from chalicelib.telemetry import Telemetry
+
+__all__ = ["GatewayResponse", "Pipeline", "error_response", "new_request_id"]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        identity: Identity,
+        quota: QuotaKeeper,
+        pii: PiiDetector,
+        guardrail: Guardrail,
+        router: Router,
+        audit: AuditSink,
+        telemetry: Telemetry,
+        max_body_bytes: int,
+        request_timeout_s: float,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catalog = catalog
+        self._quota = quota
+        self._governed = Governed(audit=audit, telemetry=telemetry, max_body_bytes=max_body_bytes,
+                                  request_timeout_s=request_timeout_s, clock=clock, monotonic=monotonic)
+        self._stages = Stages(catalog=catalog, identity=identity, quota=quota, pii=pii, guardrail=guardrail)
+        self._chat = ChatRoute(self._stages, router, self._governed)
+
+    def chat_completions(self, request: IncomingRequest) -> GatewayResponse:
+        return self._governed(request, "chat.completions", self._chat)
+
+    def list_models(self, request: IncomingRequest) -> GatewayResponse:
+        def run(req: IncomingRequest, record: RequestRecord) -> GatewayResponse:
+            app = self._stages.identify(req, record)
+            return GatewayResponse(200, responses.models_body(self.catalog.models_for(app)))
+
+        return self._governed(request, "models.list", run)
+
+    def get_model(self, request: IncomingRequest, model_id: str) -> GatewayResponse:
+        def run(req: IncomingRequest, record: RequestRecord) -> GatewayResponse:
+            model = self._stages.model(self._stages.identify(req, record), model_id, record)
+            return GatewayResponse(200, responses.model_body(model))
+
+        return self._governed(request, "models.retrieve", run)
+
+    def sweep_expired_reservations(self) -> int:
+        return self._quota.sweep(self.catalog.apps)
