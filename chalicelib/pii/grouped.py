@@ -78,6 +78,8 @@ def _card_shaped(sizes: list[int]) -> bool:
 
 def ssns(text: str, out: list[Cand]) -> None:
     for m in P.SSN_SHAPE.finditer(text):
+        if m.start() and text[m.start() - 1].isalpha() and text[max(0, m.start() - 3) : m.start()].lower() != "ssn":
+            continue  # "INV123-45-6789" is an id; "ssn123-45-6789" is an SSN
         area, group, serial = P.GROUP.findall(m.group())
         if ssn_valid(area, group, serial):
             add(out, m.start(), m.end(), "SSN", 0.95)

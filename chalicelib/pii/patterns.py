@@ -40,16 +40,20 @@ CARD_RUN = re.compile(rf"[0-9](?<![0-9][0-9])(?=(?:{_CARD_GAP}{{0,3}}[0-9]){{12}
 # SSN: AAA-GG-SSSS with any short run of spaces, dashes (en dashes are dashes in the view), dots,
 # slashes or underscores between the parts.
 _SSN_SEP = r"[ \t._/-]{1,3}"
-SSN_SHAPE = re.compile(rf"[0-9]{LB1}[0-9]{{2}}{_SSN_SEP}[0-9]{{2}}{_SSN_SEP}[0-9]{{4}}{LA}")
+# Letters may touch it on the left; `grouped.ssns` accepts that only for "ssn123-45-6789".
+SSN_SHAPE = re.compile(
+    rf"[0-9](?<![0-9_][0-9])(?<![0-9A-Za-z]/[0-9])(?<![.-][0-9])[0-9]{{2}}{_SSN_SEP}[0-9]{{2}}{_SSN_SEP}[0-9]{{4}}{LA}"
+)
 
 # IBAN: country + check digits, then up to 32 letters and digits, compact or grouped by short runs
 # of spaces, dashes, dots, slashes or underscores (groups of any size: an invisible separator,
-# removed in the view, runs two groups together); either case. `local._iban` cuts it at the
-# country's length, on a group boundary; mod-97 decides. The pass starts on the check digits
-# (rare) rather than the letters (everywhere), then looks back for the country.
+# removed in the view, runs two groups together); either case; letters may touch it on the left
+# ("ibanDE89..."). `grouped._iban` cuts it at the country's length, on a group boundary; mod-97
+# decides. The pass starts on the check digits (rare) rather than the letters (everywhere), then
+# looks back for the country.
 _IBAN_SEP = r"[ \t._/-]{1,2}"
 IBAN = re.compile(
-    r"[0-9](?<=[A-Za-z]{2}[0-9])(?<![0-9A-Za-z_][A-Za-z]{2}[0-9])[0-9]"
+    r"[0-9](?<=[A-Za-z]{2}[0-9])[0-9]"
     rf"(?:(?:{_IBAN_SEP})?[A-Za-z0-9]){{11,32}}(?![0-9A-Za-z])"
 )
 ALNUM_GROUP = re.compile(r"[A-Za-z0-9]+")

@@ -201,6 +201,7 @@ DISGUISED = [
     ("SSN 123.45.6789.", [(SSN, "123.45.6789")]),
     ("ssn 123 / 45 / 6789", [(SSN, "123 / 45 / 6789")]),
     ("ssn\uff1a\uff11\uff12\uff13-45-6789", [(SSN, "\uff11\uff12\uff13-45-6789")]),
+    ("SSN123-45-6789 on file", [(SSN, "123-45-6789")]),  # glued to its keyword
     # emails: full-width @, homoglyphs in the domain, zero-width spaces, full-width dot
     ("mail jane\uff20example.com.", [("EMAIL", "jane\uff20example.com")]),
     ("mail jane@ex\u0430mple.c\u043em.", [("EMAIL", "jane@ex\u0430mple.c\u043em")]),
@@ -211,6 +212,8 @@ DISGUISED = [
     ("iban de89370400440532013000", [(IBAN, "de89370400440532013000")]),
     ("iban DE89-3704-0044-0532-0130-00", [(IBAN, "DE89-3704-0044-0532-0130-00")]),
     ("iban gb82.west.1234.5698.7654.32!", [(IBAN, "gb82.west.1234.5698.7654.32")]),
+    ("ibanDE89370400440532013000 and acct_GB82WEST12345698765432", [(IBAN, "DE89370400440532013000"),
+                                                                    (IBAN, "GB82WEST12345698765432")]),
     (f"iban DE89{ZW}3704{NBSP}0044 0532 0130 00", [(IBAN, f"DE89{ZW}3704{NBSP}0044 0532 0130 00")]),
     # phones with slashes
     ("call 555/123/4567 now", [("PHONE", "555/123/4567")]),
@@ -246,6 +249,7 @@ DISGUISED_NEGATIVES = [
     "CSV 1,234,567.89;2,345,678.90",
     "tokens asiapacificregionx and AsiaPacificRegionX",  # AKIA/ASIA-shaped words are not keys
     "class Pass\u200bword: str",
+    "refs INV123-45-6789 and ID078-05-1120",  # SSN-shaped ids glued to letters other than "ssn"
     "\u8ba2\u53554111\u53f71111\u51431111\u4e2a1111",  # numbers kept apart by CJK words, not separators
     "\u0437\u0430\u043a\u0430\u0437 4111 \u043d\u043e\u043c 1111 \u0441\u0443\u043c 1111\u0434 1111",
 ]
