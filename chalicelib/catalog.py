@@ -19,12 +19,49 @@ from chalicelib.schema_validation import JsonSchemaValueException, coerce_intege
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """USD per 1,000 tokens. Unpriced prompt-cache tokens cost what other input tokens cost."""
+
+    input_per_1k: float
+    output_per_1k: float
+    cache_read_per_1k: float | None = None
+    cache_write_per_1k: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
-    provider: str  # local-echo | bedrock
-    model_id: str  # Bedrock: foundation model id, inference profile id/ARN or provisioned ARN
+    provider: str  # local-echo | local-embed | bedrock | openai | sagemaker
+    # bedrock: foundation model id, inference profile id/ARN or provisioned ARN; openai: the
+    # upstream's model name; sagemaker: the endpoint name
+    model_id: str
     name: str
-    region: str | None = None  # Bedrock: the region to call; None means the gateway's own
-    prompt_caching: bool = False  # Bedrock: put cachePoint blocks after system and tools
+    region: str | None = None  # where it runs: bedrock/sagemaker call there; openai: residency only
+    prompt_caching: bool = False  # bedrock: put cachePoint blocks after system and tools
+    base_url: str | None = None  # openai: the upstream's base URL, ending in /v1
+    api_key_parameter: str | None = None  # openai: SSM SecureString name holding the key
+    api_key_env: str | None = None  # openai: environment variable holding the key (local use)
+    inference_component: str | None = None  # sagemaker: the component on a shared endpoint
+    price: Price | None = None  # overrides the model's price when this deployment serves
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    status: str  # active | legacy | retired
+    deprecated: str | None = None  # YYYY-MM-DD
+    sunset: str | None = None  # YYYY-MM-DD
+    successor: str | None = None  # a catalog model id
+
+
+@dataclass(frozen=True, slots=True)
+class Dimensions:
+    """An embedding model's output sizes: `default`, and which a caller may ask for."""
+
+    default: int
+    allowed: tuple[int, ...] = ()  # exactly these; empty: any size from 1 to `max`
+    max: int | None = None
+
+    def accepts(self, n: int) -> bool:
+        return n in self.allowed if self.allowed else 1 <= n <= (self.max or self.default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +80,21 @@ class Model:
     # plus input_overhead_tokens when tools are offered. See tokens.py.
     bytes_per_token: float = 1.0
     input_overhead_tokens: int = 600
+    kind: str = "chat"  # chat | embedding
+    lifecycle: Lifecycle | None = None  # None: active
+    dimensions: Dimensions | None = None  # embedding models that let callers choose a size
+
+    @property
+    def price(self) -> Price:
+        return Price(self.input_per_1k, self.output_per_1k, self.cache_read_per_1k, self.cache_write_per_1k)
+
+    def price_for(self, deployment: Deployment | None) -> Price:
+        """What a call costs when `deployment` served it: its own price, else the model's."""
+        return deployment.price if deployment is not None and deployment.price is not None else self.price
+
+    @property
+    def status(self) -> str:
+        return self.lifecycle.status if self.lifecycle is not None else "active"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +144,7 @@ class App:
     external_id: str | None = None  # for AssumeRole into the operations account
     geography: str | None = None  # "eu", "us", "apac"...: never routed to another geography
     system_prompt: SystemPrompt | None = None  # pinned by the app's owners, sent first
+    auto_upgrade: bool = False  # a retired model is served by its successor (if allowed) instead of 410
 
 
 @dataclass(frozen=True)
@@ -121,6 +174,8 @@ def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
     _validate(raw, source)
     raw = coerce_integers(CATALOG_SCHEMA, raw)  # 4096.0 is an integer to the schema: make it one
     models = {mid: _model(mid, m) for mid, m in raw["models"].items()}
+    for model in models.values():
+        _check_model(model, models, raw["models"][model.id], f"{source}: models.{model.id}")
     apps: dict[str, App] = {}
     by_principal: dict[str, App] = {}
     for index, a in enumerate(raw["apps"]):
@@ -162,21 +217,82 @@ def _model(model_id: str, m: dict[str, Any]) -> Model:
             name=d.get("name", f"{d['provider']}/{d['model_id']}"),
             region=d.get("region"),
             prompt_caching=d.get("prompt_caching", False),
+            base_url=d.get("base_url"),
+            api_key_parameter=d.get("api_key_parameter"),
+            api_key_env=d.get("api_key_env"),
+            inference_component=d.get("inference_component"),
+            price=_price(d["price"]) if "price" in d else None,
         )
         for d in m["deployments"]
     )
+    price = _price(m["price"])
+    life = m.get("lifecycle")
+    dims = m.get("dimensions")
     return Model(
         id=model_id,
         owned_by=m.get("owned_by", "execution-garden"),
-        max_output_tokens=m["max_output_tokens"],
-        input_per_1k=float(m["price"]["input_per_1k"]),
-        output_per_1k=float(m["price"]["output_per_1k"]),
+        max_output_tokens=m.get("max_output_tokens", 0),
+        input_per_1k=price.input_per_1k,
+        output_per_1k=price.output_per_1k,
         deployments=deployments,
-        cache_read_per_1k=m["price"].get("cache_read_per_1k"),
-        cache_write_per_1k=m["price"].get("cache_write_per_1k"),
+        cache_read_per_1k=price.cache_read_per_1k,
+        cache_write_per_1k=price.cache_write_per_1k,
         bytes_per_token=float(m.get("bytes_per_token", 1.0)),
         input_overhead_tokens=m.get("input_overhead_tokens", 600),
+        kind=m.get("kind", "chat"),
+        lifecycle=Lifecycle(life["status"], life.get("deprecated"), life.get("sunset"), life.get("successor"))
+        if life else None,
+        dimensions=Dimensions(dims["default"], tuple(dims.get("allowed", ())), dims.get("max")) if dims else None,
     )
+
+
+# Which providers serve which kind of model.
+_CHAT_PROVIDERS = frozenset({"local-echo", "bedrock", "openai", "sagemaker"})
+_EMBEDDING_PROVIDERS = frozenset({"local-embed", "bedrock", "openai", "sagemaker"})
+
+
+def _check_model(model: Model, models: Mapping[str, Model], raw: dict[str, Any], where: str) -> None:
+    """Rules across fields, which the JSON Schema does not express; each names the field."""
+    if model.kind == "chat":
+        if "max_output_tokens" not in raw:
+            raise ConfigError(f"{where}.max_output_tokens: required for chat models")
+        for at, price in [("price", raw["price"])] + [
+                (f"deployments[{i}].price", d["price"]) for i, d in enumerate(raw["deployments"]) if "price" in d]:
+            if "output_per_1k" not in price:
+                raise ConfigError(f"{where}.{at}.output_per_1k: required for chat models")
+    serves = _CHAT_PROVIDERS if model.kind == "chat" else _EMBEDDING_PROVIDERS
+    for i, d in enumerate(model.deployments):
+        at = f"{where}.deployments[{i}]"
+        if d.provider not in serves:
+            raise ConfigError(f"{at}.provider: {d.provider} does not serve {model.kind} models")
+        if (d.provider == "openai") != (d.base_url is not None):
+            raise ConfigError(f"{at}.base_url: required for provider openai, and only for it")
+        if d.provider != "openai" and (d.api_key_parameter or d.api_key_env):
+            raise ConfigError(f"{at}: api_key_parameter and api_key_env are for provider openai")
+        if d.api_key_parameter and d.api_key_env:
+            raise ConfigError(f"{at}: give api_key_parameter or api_key_env, not both")
+        if d.inference_component and d.provider != "sagemaker":
+            raise ConfigError(f"{at}.inference_component: only for provider sagemaker")
+        if d.prompt_caching and d.provider != "bedrock":
+            raise ConfigError(f"{at}.prompt_caching: only for provider bedrock")
+    names = [d.name for d in model.deployments]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.deployments: names must be unique within a route")
+    if model.dimensions is not None and model.kind != "embedding":
+        raise ConfigError(f"{where}.dimensions: only for embedding models")
+    life = model.lifecycle
+    if life is not None and life.status != "active":
+        if not (life.deprecated and life.sunset):
+            raise ConfigError(f"{where}.lifecycle: deprecated and sunset are required unless active")
+    if life is not None and life.successor is not None:
+        successor = models.get(life.successor)
+        if successor is None or successor.id == model.id or successor.kind != model.kind:
+            raise ConfigError(f"{where}.lifecycle.successor: must be another {model.kind} model of the catalog")
+
+
+def _price(p: dict[str, Any]) -> Price:
+    return Price(float(p["input_per_1k"]), float(p.get("output_per_1k", 0.0)), p.get("cache_read_per_1k"),
+                 p.get("cache_write_per_1k"))
 
 
 def _app(a: dict[str, Any]) -> App:
@@ -208,4 +324,5 @@ def _app(a: dict[str, Any]) -> App:
         geography=a.get("geography"),
         system_prompt=(SystemPrompt(a["system_prompt"]["text"], a["system_prompt"].get("caller_system", "refuse"))
                        if "system_prompt" in a else None),
+        auto_upgrade=a.get("auto_upgrade", False),
     )

@@ -15,6 +15,7 @@ _IDENT = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._:-]{0,63}$"}
 # App ids travel into STS unchanged (SourceIdentity, RoleSessionName "garden-<id>", the `app` session
 # tag, ExternalId "<prefix>:<id>"), where the operations role's trust policy compares them: no ":"
 # and 2-57 characters, so no id needs rewriting and none can pass for another.
+_DATE = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 _APP_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{1,56}$"}
 
 CATALOG_SCHEMA: dict[str, Any] = {
@@ -33,9 +34,22 @@ CATALOG_SCHEMA: dict[str, Any] = {
         "apps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/app"}},
     },
     "$defs": {
+        "price": {
+            "type": "object",
+            "description": "USD per 1,000 tokens.",
+            "required": ["input_per_1k"],
+            "additionalProperties": False,
+            "properties": {
+                "input_per_1k": {"type": "number", "minimum": 0},
+                "output_per_1k": {"type": "number", "minimum": 0},
+                "cache_read_per_1k": {"type": "number", "minimum": 0},
+                "cache_write_per_1k": {"type": "number", "minimum": 0},
+            },
+        },
         "model": {
             "type": "object",
-            "required": ["deployments", "max_output_tokens", "price"],
+            # max_output_tokens and price.output_per_1k: required of chat models (catalog.py checks).
+            "required": ["deployments", "price"],
             "additionalProperties": False,
             "properties": {
                 "description": {"type": "string"},
@@ -51,16 +65,30 @@ CATALOG_SCHEMA: dict[str, Any] = {
                     "description": "Prompt tokens a provider adds when tools are offered "
                                    "(its tool-use system prompt). Default 600.",
                 },
-                "price": {
+                "price": {"$ref": "#/$defs/price"},
+                "kind": {"enum": ["chat", "embedding"], "description": "Default chat."},
+                "dimensions": {
                     "type": "object",
-                    "description": "USD per 1,000 tokens.",
-                    "required": ["input_per_1k", "output_per_1k"],
+                    "required": ["default"],
+                    "additionalProperties": False,
+                    "description": "Embedding models: output size, and the sizes a caller may ask for "
+                                   "(`allowed` exactly, else any up to `max`). Absent: `dimensions` is refused.",
+                    "properties": {
+                        "default": {"type": "integer", "minimum": 1, "maximum": 16384},
+                        "allowed": {"type": "array", "minItems": 1,
+                                    "items": {"type": "integer", "minimum": 1, "maximum": 16384}},
+                        "max": {"type": "integer", "minimum": 1, "maximum": 16384},
+                    },
+                },
+                "lifecycle": {
+                    "type": "object",
+                    "required": ["status"],
                     "additionalProperties": False,
                     "properties": {
-                        "input_per_1k": {"type": "number", "minimum": 0},
-                        "output_per_1k": {"type": "number", "minimum": 0},
-                        "cache_read_per_1k": {"type": "number", "minimum": 0},
-                        "cache_write_per_1k": {"type": "number", "minimum": 0},
+                        "status": {"enum": ["active", "legacy", "retired"]},
+                        "deprecated": {"type": "string", "pattern": _DATE},
+                        "sunset": {"type": "string", "pattern": _DATE},
+                        "successor": {"type": "string", "minLength": 1},
                     },
                 },
                 "deployments": {
@@ -72,11 +100,17 @@ CATALOG_SCHEMA: dict[str, Any] = {
                         "required": ["provider", "model_id"],
                         "additionalProperties": False,
                         "properties": {
-                            "provider": {"enum": ["local-echo", "bedrock"]},
-                            "model_id": {"type": "string", "minLength": 1},
-                            "name": {"type": "string", "minLength": 1},
+                            "provider": {"enum": ["local-echo", "local-embed", "bedrock", "openai", "sagemaker"]},
+                            "model_id": {"type": "string", "minLength": 1, "maxLength": 2048},
+                            "name": {"type": "string", "minLength": 1, "maxLength": 128},
                             "region": {"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-\\d$"},
                             "prompt_caching": {"type": "boolean"},
+                            "base_url": {"type": "string", "pattern": "^https?://[^\\s?#]+/v1$"},
+                            "api_key_parameter": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-/]{1,2048}$"},
+                            "api_key_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
+                            "inference_component": {"type": "string", "pattern": "^[a-zA-Z0-9](-*[a-zA-Z0-9])*$",
+                                                    "maxLength": 63},
+                            "price": {"$ref": "#/$defs/price"},
                         },
                     },
                 },
@@ -97,6 +131,8 @@ CATALOG_SCHEMA: dict[str, Any] = {
                 "allowed_models": {"type": "array", "items": {"type": "string"}},
                 "external_id": {"type": "string", "pattern": "^[\\w+=,.@:/-]{2,1224}$"},
                 "geography": {"enum": ["us", "eu", "apac", "ca", "jp", "au", "us-gov"]},
+                "auto_upgrade": {"type": "boolean",
+                                 "description": "A retired model is served by its successor, if allowed."},
                 "system_prompt": {
                     "type": "object",
                     "required": ["text"],

@@ -6,14 +6,15 @@ they were ordinary input).
 """
 from __future__ import annotations
 
-from chalicelib.catalog import Model
+from chalicelib.catalog import Price
 from chalicelib.chat import Usage
 
 
-def cost_usd(model: Model, usage: Usage) -> float:
-    read_price = model.input_per_1k if model.cache_read_per_1k is None else model.cache_read_per_1k
-    write_price = model.input_per_1k if model.cache_write_per_1k is None else model.cache_write_per_1k
+def cost_usd(price: Price, usage: Usage) -> float:
+    """`price` is the serving deployment's (Model.price_for): a route may mix providers."""
+    read_price = price.input_per_1k if price.cache_read_per_1k is None else price.cache_read_per_1k
+    write_price = price.input_per_1k if price.cache_write_per_1k is None else price.cache_write_per_1k
     uncached = usage.prompt_tokens - usage.cache_read_tokens - usage.cache_write_tokens
-    cost = (uncached * model.input_per_1k + usage.cache_read_tokens * read_price
-            + usage.cache_write_tokens * write_price + usage.completion_tokens * model.output_per_1k)
+    cost = (uncached * price.input_per_1k + usage.cache_read_tokens * read_price
+            + usage.cache_write_tokens * write_price + usage.completion_tokens * price.output_per_1k)
     return round(cost / 1000, 8)

@@ -1,4 +1,7 @@
-"""Where a Bedrock deployment may process a prompt, so a geography-bound app is never sent elsewhere.
+"""Where a deployment may process a prompt, so a geography-bound app is never sent elsewhere.
+
+An `openai` deployment (LiteLLM tier, vLLM, ...) is placed only by its declared `region`: without
+one it serves no app that sets a geography. A SageMaker endpoint runs in its region.
 
 Cross-region inference profiles name their geography in their id (`eu.anthropic...`) and stay in
 it; `global.` profiles may route anywhere, so they belong to no geography. Anything else (a
@@ -14,6 +17,11 @@ _AUSTRALIA = ("ap-southeast-2", "ap-southeast-4")
 
 
 def deployment_geographies(deployment: Deployment, default_region: str) -> frozenset[str]:
+    if deployment.provider == "openai":
+        # What sits behind an OpenAI-compatible URL is unknown: only a declared region places it.
+        return region_geographies(deployment.region) if deployment.region else frozenset()
+    if deployment.provider == "sagemaker":
+        return region_geographies(deployment.region or default_region)
     model_id = deployment.model_id
     region = deployment.region or default_region
     if model_id.startswith("arn:"):

@@ -21,21 +21,28 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from chalicelib.catalog import App, Deployment, Model
 from chalicelib.chat import ChatRequest, Completion
 from chalicelib.errors import (DeadlineExceeded, GatewayError, NotFound, ServiceUnavailable, Signal,
                                UpstreamThrottled)
 from chalicelib.geography import deployment_geographies
-from chalicelib.providers import Provider, ProviderCall
+from chalicelib.providers import Embedded, EmbeddingCall, Provider, ProviderCall
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Routed:
-    completion: Completion
+class Routed(Generic[T]):
+    result: T  # a Completion for chat, Embedded for embeddings
     deployment: Deployment
     attempts: int  # deployments called, the one that served included
+
+    @property
+    def completion(self) -> T:
+        return self.result
 
 
 @dataclass(slots=True)
@@ -140,7 +147,23 @@ class Router:
         self._monotonic = monotonic
 
     def complete(self, app: App, model: Model, request: ChatRequest, max_tokens: int,
-                 deadline: float) -> Routed:
+                 deadline: float) -> Routed[Completion]:
+        def attempt(deployment: Deployment) -> Completion:
+            provider = self._providers[deployment.provider]
+            return provider.complete(ProviderCall(app, deployment, request, max_tokens, deadline))
+
+        return self._route(app, model, deadline, attempt)
+
+    def embed(self, app: App, model: Model, inputs: tuple[str, ...], dimensions: int | None,
+              deadline: float) -> Routed[Embedded]:
+        def attempt(deployment: Deployment) -> Embedded:
+            provider: Any = self._providers[deployment.provider]
+            return provider.embed(EmbeddingCall(app, deployment, inputs, dimensions, deadline))
+
+        return self._route(app, model, deadline, attempt)
+
+    def _route(self, app: App, model: Model, deadline: float, attempt: Callable[[Deployment], T]) -> Routed[T]:
+        """The fallback loop, the same for every kind of call."""
         route = self.deployments_for(app, model)
         attempts = 0
         own_wait: float | None = None  # shortest cool-down of this app's own open circuits
@@ -157,9 +180,8 @@ class Router:
                     own_wait = wait if own_wait is None else min(own_wait, wait)
                 continue
             attempts += 1
-            call = ProviderCall(app, deployment, request, max_tokens, deadline)
             try:
-                completion = self._providers[deployment.provider].complete(call)
+                result = attempt(deployment)
             except GatewayError as error:
                 self._breaker.record(deployment.name, app.id, error.signal)
                 if not error.fallback:
@@ -170,7 +192,7 @@ class Router:
                 self._breaker.abandon(deployment.name, app.id)  # a bug of ours says nothing about it
                 raise
             self._breaker.record(deployment.name, app.id, None)
-            return Routed(completion, deployment, attempts)
+            return Routed(result, deployment, attempts)
         if attempts == 0 and own_wait is not None:
             # This app's own traffic has been throttled on the route: it waits, the others do not.
             last_error = UpstreamThrottled(

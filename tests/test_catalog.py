@@ -40,6 +40,25 @@ def broken(change: Any) -> dict[str, Any]:
         (lambda c: c["models"]["local-echo"].update(bytes_per_token=0), "models.local-echo.bytes_per_token"),
         (lambda c: c["apps"][0].update(system_prompt={"text": "x", "caller_system": "ignore"}),
          "apps[0].system_prompt.caller_system"),
+        # Hybrid routing: each provider's own fields, and what serves which kind of model.
+        (lambda c: c["models"]["local-echo"]["deployments"].append({"provider": "openai", "model_id": "gpt"}),
+         "models.local-echo.deployments[1].base_url"),
+        (lambda c: c["models"]["local-echo"]["deployments"].append(
+            {"provider": "openai", "model_id": "gpt", "base_url": "http://litellm.internal/v2"}),
+         "models.local-echo.deployments[1].base_url"),
+        (lambda c: c["models"]["local-echo"]["deployments"].append(
+            {"provider": "openai", "model_id": "gpt", "base_url": "https://x/v1", "api_key_env": "K",
+             "api_key_parameter": "/p"}), "models.local-echo.deployments[1]"),
+        (lambda c: c["models"]["local-echo"]["deployments"][0].update(inference_component="ic"),
+         "models.local-echo.deployments[0].inference_component"),
+        (lambda c: c["models"]["local-echo"].update(kind="embedding"), "models.local-echo.deployments[0].provider"),
+        (lambda c: c["models"]["local-echo"].update(lifecycle={"status": "legacy"}), "models.local-echo.lifecycle"),
+        (lambda c: c["models"]["local-echo"].update(lifecycle={"status": "retired", "deprecated": "2026-01-01",
+                                                               "sunset": "2026-06-01", "successor": "ghost"}),
+         "models.local-echo.lifecycle.successor"),
+        (lambda c: c["models"]["local-echo"].update(lifecycle={"status": "legacy", "deprecated": "2026-13-01",
+                                                               "sunset": "2026-06-01"}),
+         "models.local-echo.lifecycle.deprecated"),
     ],
 )
 def test_broken_catalog_names_the_field(change: Any, named: str) -> None:

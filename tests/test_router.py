@@ -268,3 +268,26 @@ def test_eu_app_is_never_routed_outside_the_eu() -> None:
 def test_deployment_geographies(model_id: str, region: str | None, geographies: set[str]) -> None:
     deployment = Deployment("bedrock", model_id, model_id, region=region)
     assert deployment_geographies(deployment, "eu-west-1") == geographies
+
+
+@pytest.mark.parametrize(("provider", "region", "geographies"), [
+    ("openai", None, set()),  # unknown residency: serves no geography-bound app
+    ("openai", "eu-central-1", {"eu"}),
+    ("sagemaker", None, {"eu"}),  # an endpoint runs in the gateway's region unless told otherwise
+    ("sagemaker", "us-east-1", {"us"}),
+])
+def test_other_providers_geographies(provider: str, region: str | None, geographies: set[str]) -> None:
+    deployment = Deployment(provider, "eu.looks-like-a-profile", "d", region=region)
+    assert deployment_geographies(deployment, "eu-west-1") == geographies
+
+
+def test_an_openai_deployment_without_region_never_serves_a_geography_bound_app() -> None:
+    clock = Clock()
+    provider = Scripted({"litellm": [OK, OK]})
+    m = Model("m", "x", 100, 0.0, 0.0, (Deployment("fake", "gpt-4o", "litellm"),))
+    r = Router({"fake": provider}, CircuitBreaker(3, 30.0, clock), "eu-west-1", clock)
+    assert r.complete(app(), m, REQUEST, 10, clock.now + 25).deployment.name == "litellm"
+    upstream = Model("m", "x", 100, 0.0, 0.0, (Deployment("openai", "gpt-4o", "litellm"),))
+    with pytest.raises(errors.NotFound):
+        Router({"openai": provider}, CircuitBreaker(3, 30.0, clock), "eu-west-1", clock).complete(
+            app("eu"), upstream, REQUEST, 10, clock.now + 25)

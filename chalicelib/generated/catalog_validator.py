@@ -4,7 +4,7 @@ VERSION = '2.22.3'
 from decimal import Decimal
 import re
 from chalicelib.schema_validation import JsonSchemaValueException, JsonSchemaValuesException
-REGEX_PATTERNS = {'^[a-z0-9][a-z0-9._:-]{0,63}$': re.compile('^[a-z0-9][a-z0-9._:-]{0,63}\\Z'), '^[a-z0-9][a-z0-9._-]{1,56}$': re.compile('^[a-z0-9][a-z0-9._-]{1,56}\\Z'), '^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+': re.compile('^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+'), '^[\\w+=,.@:/-]{2,1224}$': re.compile('^[\\w+=,.@:/-]{2,1224}\\Z'), '^(default|[A-Z][A-Z0-9_]*)$': re.compile('^(default|[A-Z][A-Z0-9_]*)\\Z'), '^[a-z0-9]{1,12}$|^arn:aws': re.compile('^[a-z0-9]{1,12}\\Z|^arn:aws'), '^(DRAFT|[1-9][0-9]{0,7})$': re.compile('^(DRAFT|[1-9][0-9]{0,7})\\Z'), '^[a-z]{2}(-[a-z]+)+-\\d$': re.compile('^[a-z]{2}(-[a-z]+)+-\\d\\Z')}
+REGEX_PATTERNS = {'^[a-z0-9][a-z0-9._:-]{0,63}$': re.compile('^[a-z0-9][a-z0-9._:-]{0,63}\\Z'), '^[a-z0-9][a-z0-9._-]{1,56}$': re.compile('^[a-z0-9][a-z0-9._-]{1,56}\\Z'), '^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+': re.compile('^arn:aws[a-z-]*:(iam|sts)::\\d{12}:.+'), '^[\\w+=,.@:/-]{2,1224}$': re.compile('^[\\w+=,.@:/-]{2,1224}\\Z'), '^(default|[A-Z][A-Z0-9_]*)$': re.compile('^(default|[A-Z][A-Z0-9_]*)\\Z'), '^[a-z0-9]{1,12}$|^arn:aws': re.compile('^[a-z0-9]{1,12}\\Z|^arn:aws'), '^(DRAFT|[1-9][0-9]{0,7})$': re.compile('^(DRAFT|[1-9][0-9]{0,7})\\Z'), '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$': re.compile('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\\Z'), '^[a-z]{2}(-[a-z]+)+-\\d$': re.compile('^[a-z]{2}(-[a-z]+)+-\\d\\Z'), '^https?://[^\\s?#]+/v1$': re.compile('^https?://[^\\s?#]+/v1\\Z'), '^[A-Za-z0-9_.\\-/]{1,2048}$': re.compile('^[A-Za-z0-9_.\\-/]{1,2048}\\Z'), '^[A-Za-z_][A-Za-z0-9_]{0,127}$': re.compile('^[A-Za-z_][A-Za-z0-9_]{0,127}\\Z'), '^[a-zA-Z0-9](-*[a-zA-Z0-9])*$': re.compile('^[a-zA-Z0-9](-*[a-zA-Z0-9])*\\Z')}
 NoneType = type(None)
 
 def validate(data, custom_formats={}, name_prefix=None):
@@ -130,6 +130,11 @@ def validate____defs_app(data, custom_formats={}, name_prefix=None):
             data__geography = data['geography']
             if not (isinstance(data__geography, str) and data__geography == 'us' or (isinstance(data__geography, str) and data__geography == 'eu') or (isinstance(data__geography, str) and data__geography == 'apac') or (isinstance(data__geography, str) and data__geography == 'ca') or (isinstance(data__geography, str) and data__geography == 'jp') or (isinstance(data__geography, str) and data__geography == 'au') or (isinstance(data__geography, str) and data__geography == 'us-gov')):
                 raise JsonSchemaValueException('' + (name_prefix or 'data') + ".geography must be one of ['us', 'eu', 'apac', 'ca', 'jp', 'au', 'us-gov']", value=data__geography, name='' + (name_prefix or 'data') + '.geography', definition={'enum': ['us', 'eu', 'apac', 'ca', 'jp', 'au', 'us-gov']}, rule='enum')
+        if 'auto_upgrade' in data_keys:
+            data_keys.remove('auto_upgrade')
+            data__autoupgrade = data['auto_upgrade']
+            if not isinstance(data__autoupgrade, bool):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.auto_upgrade must be boolean', value=data__autoupgrade, name='' + (name_prefix or 'data') + '.auto_upgrade', definition={'type': 'boolean'}, rule='type')
         if 'system_prompt' in data_keys:
             data_keys.remove('system_prompt')
             data__systemprompt = data['system_prompt']
@@ -375,9 +380,9 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
         raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object', value=data, name='' + (name_prefix or 'data') + '', definition={'type': 'object'}, rule='type')
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
-        data__missing_keys = set(['deployments', 'max_output_tokens', 'price']) - data.keys()
+        data__missing_keys = set(['deployments', 'price']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'), value=data, name='' + (name_prefix or 'data') + '', definition={'required': ['deployments', 'max_output_tokens', 'price']}, rule='required')
+            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'), value=data, name='' + (name_prefix or 'data') + '', definition={'required': ['deployments', 'price']}, rule='required')
         data_keys = set(data.keys())
         if 'description' in data_keys:
             data_keys.remove('description')
@@ -420,48 +425,106 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
         if 'price' in data_keys:
             data_keys.remove('price')
             data__price = data['price']
-            if not isinstance(data__price, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price must be object', value=data__price, name='' + (name_prefix or 'data') + '.price', definition={'type': 'object'}, rule='type')
-            data__price_is_dict = isinstance(data__price, dict)
-            if data__price_is_dict:
-                data__price__missing_keys = set(['input_per_1k', 'output_per_1k']) - data__price.keys()
-                if data__price__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price must contain ' + (str(sorted(data__price__missing_keys)) + ' properties'), value=data__price, name='' + (name_prefix or 'data') + '.price', definition={'required': ['input_per_1k', 'output_per_1k']}, rule='required')
-                data__price_keys = set(data__price.keys())
-                if 'input_per_1k' in data__price_keys:
-                    data__price_keys.remove('input_per_1k')
-                    data__price__inputper1k = data__price['input_per_1k']
-                    if not isinstance(data__price__inputper1k, (int, float, Decimal)) or isinstance(data__price__inputper1k, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.input_per_1k must be number', value=data__price__inputper1k, name='' + (name_prefix or 'data') + '.price.input_per_1k', definition={'type': 'number'}, rule='type')
-                    if isinstance(data__price__inputper1k, (int, float, Decimal)) and (not isinstance(data__price__inputper1k, bool)):
-                        if data__price__inputper1k < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.input_per_1k must be bigger than or equal to 0', value=data__price__inputper1k, name='' + (name_prefix or 'data') + '.price.input_per_1k', definition={'minimum': 0}, rule='minimum')
-                if 'output_per_1k' in data__price_keys:
-                    data__price_keys.remove('output_per_1k')
-                    data__price__outputper1k = data__price['output_per_1k']
-                    if not isinstance(data__price__outputper1k, (int, float, Decimal)) or isinstance(data__price__outputper1k, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.output_per_1k must be number', value=data__price__outputper1k, name='' + (name_prefix or 'data') + '.price.output_per_1k', definition={'type': 'number'}, rule='type')
-                    if isinstance(data__price__outputper1k, (int, float, Decimal)) and (not isinstance(data__price__outputper1k, bool)):
-                        if data__price__outputper1k < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.output_per_1k must be bigger than or equal to 0', value=data__price__outputper1k, name='' + (name_prefix or 'data') + '.price.output_per_1k', definition={'minimum': 0}, rule='minimum')
-                if 'cache_read_per_1k' in data__price_keys:
-                    data__price_keys.remove('cache_read_per_1k')
-                    data__price__cachereadper1k = data__price['cache_read_per_1k']
-                    if not isinstance(data__price__cachereadper1k, (int, float, Decimal)) or isinstance(data__price__cachereadper1k, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.cache_read_per_1k must be number', value=data__price__cachereadper1k, name='' + (name_prefix or 'data') + '.price.cache_read_per_1k', definition={'type': 'number'}, rule='type')
-                    if isinstance(data__price__cachereadper1k, (int, float, Decimal)) and (not isinstance(data__price__cachereadper1k, bool)):
-                        if data__price__cachereadper1k < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.cache_read_per_1k must be bigger than or equal to 0', value=data__price__cachereadper1k, name='' + (name_prefix or 'data') + '.price.cache_read_per_1k', definition={'minimum': 0}, rule='minimum')
-                if 'cache_write_per_1k' in data__price_keys:
-                    data__price_keys.remove('cache_write_per_1k')
-                    data__price__cachewriteper1k = data__price['cache_write_per_1k']
-                    if not isinstance(data__price__cachewriteper1k, (int, float, Decimal)) or isinstance(data__price__cachewriteper1k, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.cache_write_per_1k must be number', value=data__price__cachewriteper1k, name='' + (name_prefix or 'data') + '.price.cache_write_per_1k', definition={'type': 'number'}, rule='type')
-                    if isinstance(data__price__cachewriteper1k, (int, float, Decimal)) and (not isinstance(data__price__cachewriteper1k, bool)):
-                        if data__price__cachewriteper1k < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price.cache_write_per_1k must be bigger than or equal to 0', value=data__price__cachewriteper1k, name='' + (name_prefix or 'data') + '.price.cache_write_per_1k', definition={'minimum': 0}, rule='minimum')
-                if data__price_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.price must not contain ' + str(data__price_keys) + ' properties', value=data__price, name='' + (name_prefix or 'data') + '.price', definition={'additionalProperties': False}, rule='additionalProperties')
+            validate____defs_price(data__price, custom_formats, (name_prefix or 'data') + '.price')
+        if 'kind' in data_keys:
+            data_keys.remove('kind')
+            data__kind = data['kind']
+            if not (isinstance(data__kind, str) and data__kind == 'chat' or (isinstance(data__kind, str) and data__kind == 'embedding')):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['chat', 'embedding']", value=data__kind, name='' + (name_prefix or 'data') + '.kind', definition={'enum': ['chat', 'embedding']}, rule='enum')
+        if 'dimensions' in data_keys:
+            data_keys.remove('dimensions')
+            data__dimensions = data['dimensions']
+            if not isinstance(data__dimensions, dict):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions must be object', value=data__dimensions, name='' + (name_prefix or 'data') + '.dimensions', definition={'type': 'object'}, rule='type')
+            data__dimensions_is_dict = isinstance(data__dimensions, dict)
+            if data__dimensions_is_dict:
+                data__dimensions__missing_keys = set(['default']) - data__dimensions.keys()
+                if data__dimensions__missing_keys:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions must contain ' + (str(sorted(data__dimensions__missing_keys)) + ' properties'), value=data__dimensions, name='' + (name_prefix or 'data') + '.dimensions', definition={'required': ['default']}, rule='required')
+                data__dimensions_keys = set(data__dimensions.keys())
+                if 'default' in data__dimensions_keys:
+                    data__dimensions_keys.remove('default')
+                    data__dimensions__default = data__dimensions['default']
+                    if not isinstance(data__dimensions__default, int) and (not (isinstance(data__dimensions__default, float) and data__dimensions__default.is_integer())) or isinstance(data__dimensions__default, bool):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.default must be integer', value=data__dimensions__default, name='' + (name_prefix or 'data') + '.dimensions.default', definition={'type': 'integer'}, rule='type')
+                    if isinstance(data__dimensions__default, (int, float, Decimal)) and (not isinstance(data__dimensions__default, bool)):
+                        if data__dimensions__default < 1:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.default must be bigger than or equal to 1', value=data__dimensions__default, name='' + (name_prefix or 'data') + '.dimensions.default', definition={'minimum': 1}, rule='minimum')
+                        if data__dimensions__default > 16384:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.default must be smaller than or equal to 16384', value=data__dimensions__default, name='' + (name_prefix or 'data') + '.dimensions.default', definition={'maximum': 16384}, rule='maximum')
+                if 'allowed' in data__dimensions_keys:
+                    data__dimensions_keys.remove('allowed')
+                    data__dimensions__allowed = data__dimensions['allowed']
+                    if not isinstance(data__dimensions__allowed, (list, tuple)):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.allowed must be array', value=data__dimensions__allowed, name='' + (name_prefix or 'data') + '.dimensions.allowed', definition={'type': 'array'}, rule='type')
+                    data__dimensions__allowed_is_list = isinstance(data__dimensions__allowed, (list, tuple))
+                    if data__dimensions__allowed_is_list:
+                        data__dimensions__allowed_len = len(data__dimensions__allowed)
+                        if data__dimensions__allowed_len < 1:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.allowed must contain at least 1 items', value=data__dimensions__allowed, name='' + (name_prefix or 'data') + '.dimensions.allowed', definition={'minItems': 1}, rule='minItems')
+                        for data__dimensions__allowed_x, data__dimensions__allowed_item in enumerate(data__dimensions__allowed):
+                            if not isinstance(data__dimensions__allowed_item, int) and (not (isinstance(data__dimensions__allowed_item, float) and data__dimensions__allowed_item.is_integer())) or isinstance(data__dimensions__allowed_item, bool):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.allowed[{data__dimensions__allowed_x}]'.format(**locals()) + ' must be integer', value=data__dimensions__allowed_item, name='' + (name_prefix or 'data') + '.dimensions.allowed[{data__dimensions__allowed_x}]'.format(**locals()) + '', definition={'type': 'integer'}, rule='type')
+                            if isinstance(data__dimensions__allowed_item, (int, float, Decimal)) and (not isinstance(data__dimensions__allowed_item, bool)):
+                                if data__dimensions__allowed_item < 1:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.allowed[{data__dimensions__allowed_x}]'.format(**locals()) + ' must be bigger than or equal to 1', value=data__dimensions__allowed_item, name='' + (name_prefix or 'data') + '.dimensions.allowed[{data__dimensions__allowed_x}]'.format(**locals()) + '', definition={'minimum': 1}, rule='minimum')
+                                if data__dimensions__allowed_item > 16384:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.allowed[{data__dimensions__allowed_x}]'.format(**locals()) + ' must be smaller than or equal to 16384', value=data__dimensions__allowed_item, name='' + (name_prefix or 'data') + '.dimensions.allowed[{data__dimensions__allowed_x}]'.format(**locals()) + '', definition={'maximum': 16384}, rule='maximum')
+                if 'max' in data__dimensions_keys:
+                    data__dimensions_keys.remove('max')
+                    data__dimensions__max = data__dimensions['max']
+                    if not isinstance(data__dimensions__max, int) and (not (isinstance(data__dimensions__max, float) and data__dimensions__max.is_integer())) or isinstance(data__dimensions__max, bool):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.max must be integer', value=data__dimensions__max, name='' + (name_prefix or 'data') + '.dimensions.max', definition={'type': 'integer'}, rule='type')
+                    if isinstance(data__dimensions__max, (int, float, Decimal)) and (not isinstance(data__dimensions__max, bool)):
+                        if data__dimensions__max < 1:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.max must be bigger than or equal to 1', value=data__dimensions__max, name='' + (name_prefix or 'data') + '.dimensions.max', definition={'minimum': 1}, rule='minimum')
+                        if data__dimensions__max > 16384:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions.max must be smaller than or equal to 16384', value=data__dimensions__max, name='' + (name_prefix or 'data') + '.dimensions.max', definition={'maximum': 16384}, rule='maximum')
+                if data__dimensions_keys:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.dimensions must not contain ' + str(data__dimensions_keys) + ' properties', value=data__dimensions, name='' + (name_prefix or 'data') + '.dimensions', definition={'additionalProperties': False}, rule='additionalProperties')
+        if 'lifecycle' in data_keys:
+            data_keys.remove('lifecycle')
+            data__lifecycle = data['lifecycle']
+            if not isinstance(data__lifecycle, dict):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.lifecycle must be object', value=data__lifecycle, name='' + (name_prefix or 'data') + '.lifecycle', definition={'type': 'object'}, rule='type')
+            data__lifecycle_is_dict = isinstance(data__lifecycle, dict)
+            if data__lifecycle_is_dict:
+                data__lifecycle__missing_keys = set(['status']) - data__lifecycle.keys()
+                if data__lifecycle__missing_keys:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.lifecycle must contain ' + (str(sorted(data__lifecycle__missing_keys)) + ' properties'), value=data__lifecycle, name='' + (name_prefix or 'data') + '.lifecycle', definition={'required': ['status']}, rule='required')
+                data__lifecycle_keys = set(data__lifecycle.keys())
+                if 'status' in data__lifecycle_keys:
+                    data__lifecycle_keys.remove('status')
+                    data__lifecycle__status = data__lifecycle['status']
+                    if not (isinstance(data__lifecycle__status, str) and data__lifecycle__status == 'active' or (isinstance(data__lifecycle__status, str) and data__lifecycle__status == 'legacy') or (isinstance(data__lifecycle__status, str) and data__lifecycle__status == 'retired')):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".lifecycle.status must be one of ['active', 'legacy', 'retired']", value=data__lifecycle__status, name='' + (name_prefix or 'data') + '.lifecycle.status', definition={'enum': ['active', 'legacy', 'retired']}, rule='enum')
+                if 'deprecated' in data__lifecycle_keys:
+                    data__lifecycle_keys.remove('deprecated')
+                    data__lifecycle__deprecated = data__lifecycle['deprecated']
+                    if not isinstance(data__lifecycle__deprecated, str):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.lifecycle.deprecated must be string', value=data__lifecycle__deprecated, name='' + (name_prefix or 'data') + '.lifecycle.deprecated', definition={'type': 'string'}, rule='type')
+                    if isinstance(data__lifecycle__deprecated, str):
+                        if not REGEX_PATTERNS['^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'].search(data__lifecycle__deprecated):
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.lifecycle.deprecated must match pattern ^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$', value=data__lifecycle__deprecated, name='' + (name_prefix or 'data') + '.lifecycle.deprecated', definition={'pattern': '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'}, rule='pattern')
+                if 'sunset' in data__lifecycle_keys:
+                    data__lifecycle_keys.remove('sunset')
+                    data__lifecycle__sunset = data__lifecycle['sunset']
+                    if not isinstance(data__lifecycle__sunset, str):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.lifecycle.sunset must be string', value=data__lifecycle__sunset, name='' + (name_prefix or 'data') + '.lifecycle.sunset', definition={'type': 'string'}, rule='type')
+                    if isinstance(data__lifecycle__sunset, str):
+                        if not REGEX_PATTERNS['^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'].search(data__lifecycle__sunset):
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.lifecycle.sunset must match pattern ^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$', value=data__lifecycle__sunset, name='' + (name_prefix or 'data') + '.lifecycle.sunset', definition={'pattern': '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'}, rule='pattern')
+                if 'successor' in data__lifecycle_keys:
+                    data__lifecycle_keys.remove('successor')
+                    data__lifecycle__successor = data__lifecycle['successor']
+                    if not isinstance(data__lifecycle__successor, str):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.lifecycle.successor must be string', value=data__lifecycle__successor, name='' + (name_prefix or 'data') + '.lifecycle.successor', definition={'type': 'string'}, rule='type')
+                    if isinstance(data__lifecycle__successor, str):
+                        data__lifecycle__successor_len = len(data__lifecycle__successor)
+                        if data__lifecycle__successor_len < 1:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.lifecycle.successor must be longer than or equal to 1 characters', value=data__lifecycle__successor, name='' + (name_prefix or 'data') + '.lifecycle.successor', definition={'minLength': 1}, rule='minLength')
+                if data__lifecycle_keys:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.lifecycle must not contain ' + str(data__lifecycle_keys) + ' properties', value=data__lifecycle, name='' + (name_prefix or 'data') + '.lifecycle', definition={'additionalProperties': False}, rule='additionalProperties')
         if 'deployments' in data_keys:
             data_keys.remove('deployments')
             data__deployments = data['deployments']
@@ -484,8 +547,8 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
                         if 'provider' in data__deployments_item_keys:
                             data__deployments_item_keys.remove('provider')
                             data__deployments_item__provider = data__deployments_item['provider']
-                            if not (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'local-echo' or (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'bedrock')):
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].provider'.format(**locals()) + " must be one of ['local-echo', 'bedrock']", value=data__deployments_item__provider, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].provider'.format(**locals()) + '', definition={'enum': ['local-echo', 'bedrock']}, rule='enum')
+                            if not (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'local-echo' or (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'local-embed') or (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'bedrock') or (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'openai') or (isinstance(data__deployments_item__provider, str) and data__deployments_item__provider == 'sagemaker')):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].provider'.format(**locals()) + " must be one of ['local-echo', 'local-embed', 'bedrock', 'openai', 'sagemaker']", value=data__deployments_item__provider, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].provider'.format(**locals()) + '', definition={'enum': ['local-echo', 'local-embed', 'bedrock', 'openai', 'sagemaker']}, rule='enum')
                         if 'model_id' in data__deployments_item_keys:
                             data__deployments_item_keys.remove('model_id')
                             data__deployments_item__modelid = data__deployments_item['model_id']
@@ -495,6 +558,8 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
                                 data__deployments_item__modelid_len = len(data__deployments_item__modelid)
                                 if data__deployments_item__modelid_len < 1:
                                     raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].model_id'.format(**locals()) + ' must be longer than or equal to 1 characters', value=data__deployments_item__modelid, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].model_id'.format(**locals()) + '', definition={'minLength': 1}, rule='minLength')
+                                if data__deployments_item__modelid_len > 2048:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].model_id'.format(**locals()) + ' must be shorter than or equal to 2048 characters', value=data__deployments_item__modelid, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].model_id'.format(**locals()) + '', definition={'maxLength': 2048}, rule='maxLength')
                         if 'name' in data__deployments_item_keys:
                             data__deployments_item_keys.remove('name')
                             data__deployments_item__name = data__deployments_item['name']
@@ -504,6 +569,8 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
                                 data__deployments_item__name_len = len(data__deployments_item__name)
                                 if data__deployments_item__name_len < 1:
                                     raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].name'.format(**locals()) + ' must be longer than or equal to 1 characters', value=data__deployments_item__name, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].name'.format(**locals()) + '', definition={'minLength': 1}, rule='minLength')
+                                if data__deployments_item__name_len > 128:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].name'.format(**locals()) + ' must be shorter than or equal to 128 characters', value=data__deployments_item__name, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].name'.format(**locals()) + '', definition={'maxLength': 128}, rule='maxLength')
                         if 'region' in data__deployments_item_keys:
                             data__deployments_item_keys.remove('region')
                             data__deployments_item__region = data__deployments_item['region']
@@ -517,8 +584,92 @@ def validate____defs_model(data, custom_formats={}, name_prefix=None):
                             data__deployments_item__promptcaching = data__deployments_item['prompt_caching']
                             if not isinstance(data__deployments_item__promptcaching, bool):
                                 raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].prompt_caching'.format(**locals()) + ' must be boolean', value=data__deployments_item__promptcaching, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].prompt_caching'.format(**locals()) + '', definition={'type': 'boolean'}, rule='type')
+                        if 'base_url' in data__deployments_item_keys:
+                            data__deployments_item_keys.remove('base_url')
+                            data__deployments_item__baseurl = data__deployments_item['base_url']
+                            if not isinstance(data__deployments_item__baseurl, str):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].base_url'.format(**locals()) + ' must be string', value=data__deployments_item__baseurl, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].base_url'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                            if isinstance(data__deployments_item__baseurl, str):
+                                if not REGEX_PATTERNS['^https?://[^\\s?#]+/v1$'].search(data__deployments_item__baseurl):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].base_url'.format(**locals()) + ' must match pattern ^https?://[^\\s?#]+/v1$', value=data__deployments_item__baseurl, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].base_url'.format(**locals()) + '', definition={'pattern': '^https?://[^\\s?#]+/v1$'}, rule='pattern')
+                        if 'api_key_parameter' in data__deployments_item_keys:
+                            data__deployments_item_keys.remove('api_key_parameter')
+                            data__deployments_item__apikeyparameter = data__deployments_item['api_key_parameter']
+                            if not isinstance(data__deployments_item__apikeyparameter, str):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].api_key_parameter'.format(**locals()) + ' must be string', value=data__deployments_item__apikeyparameter, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].api_key_parameter'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                            if isinstance(data__deployments_item__apikeyparameter, str):
+                                if not REGEX_PATTERNS['^[A-Za-z0-9_.\\-/]{1,2048}$'].search(data__deployments_item__apikeyparameter):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].api_key_parameter'.format(**locals()) + ' must match pattern ^[A-Za-z0-9_.\\-/]{1,2048}$', value=data__deployments_item__apikeyparameter, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].api_key_parameter'.format(**locals()) + '', definition={'pattern': '^[A-Za-z0-9_.\\-/]{1,2048}$'}, rule='pattern')
+                        if 'api_key_env' in data__deployments_item_keys:
+                            data__deployments_item_keys.remove('api_key_env')
+                            data__deployments_item__apikeyenv = data__deployments_item['api_key_env']
+                            if not isinstance(data__deployments_item__apikeyenv, str):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].api_key_env'.format(**locals()) + ' must be string', value=data__deployments_item__apikeyenv, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].api_key_env'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                            if isinstance(data__deployments_item__apikeyenv, str):
+                                if not REGEX_PATTERNS['^[A-Za-z_][A-Za-z0-9_]{0,127}$'].search(data__deployments_item__apikeyenv):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].api_key_env'.format(**locals()) + ' must match pattern ^[A-Za-z_][A-Za-z0-9_]{0,127}$', value=data__deployments_item__apikeyenv, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].api_key_env'.format(**locals()) + '', definition={'pattern': '^[A-Za-z_][A-Za-z0-9_]{0,127}$'}, rule='pattern')
+                        if 'inference_component' in data__deployments_item_keys:
+                            data__deployments_item_keys.remove('inference_component')
+                            data__deployments_item__inferencecomponent = data__deployments_item['inference_component']
+                            if not isinstance(data__deployments_item__inferencecomponent, str):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].inference_component'.format(**locals()) + ' must be string', value=data__deployments_item__inferencecomponent, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].inference_component'.format(**locals()) + '', definition={'type': 'string'}, rule='type')
+                            if isinstance(data__deployments_item__inferencecomponent, str):
+                                data__deployments_item__inferencecomponent_len = len(data__deployments_item__inferencecomponent)
+                                if data__deployments_item__inferencecomponent_len > 63:
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].inference_component'.format(**locals()) + ' must be shorter than or equal to 63 characters', value=data__deployments_item__inferencecomponent, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].inference_component'.format(**locals()) + '', definition={'maxLength': 63}, rule='maxLength')
+                                if not REGEX_PATTERNS['^[a-zA-Z0-9](-*[a-zA-Z0-9])*$'].search(data__deployments_item__inferencecomponent):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].inference_component'.format(**locals()) + ' must match pattern ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$', value=data__deployments_item__inferencecomponent, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}].inference_component'.format(**locals()) + '', definition={'pattern': '^[a-zA-Z0-9](-*[a-zA-Z0-9])*$'}, rule='pattern')
+                        if 'price' in data__deployments_item_keys:
+                            data__deployments_item_keys.remove('price')
+                            data__deployments_item__price = data__deployments_item['price']
+                            validate____defs_price(data__deployments_item__price, custom_formats, (name_prefix or 'data') + '.deployments[{data__deployments_x}].price'.format(**locals()))
                         if data__deployments_item_keys:
                             raise JsonSchemaValueException('' + (name_prefix or 'data') + '.deployments[{data__deployments_x}]'.format(**locals()) + ' must not contain ' + str(data__deployments_item_keys) + ' properties', value=data__deployments_item, name='' + (name_prefix or 'data') + '.deployments[{data__deployments_x}]'.format(**locals()) + '', definition={'additionalProperties': False}, rule='additionalProperties')
+        if data_keys:
+            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties', value=data, name='' + (name_prefix or 'data') + '', definition={'additionalProperties': False}, rule='additionalProperties')
+    return data
+
+def validate____defs_price(data, custom_formats={}, name_prefix=None):
+    if not isinstance(data, dict):
+        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object', value=data, name='' + (name_prefix or 'data') + '', definition={'type': 'object'}, rule='type')
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(['input_per_1k']) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'), value=data, name='' + (name_prefix or 'data') + '', definition={'required': ['input_per_1k']}, rule='required')
+        data_keys = set(data.keys())
+        if 'input_per_1k' in data_keys:
+            data_keys.remove('input_per_1k')
+            data__inputper1k = data['input_per_1k']
+            if not isinstance(data__inputper1k, (int, float, Decimal)) or isinstance(data__inputper1k, bool):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.input_per_1k must be number', value=data__inputper1k, name='' + (name_prefix or 'data') + '.input_per_1k', definition={'type': 'number'}, rule='type')
+            if isinstance(data__inputper1k, (int, float, Decimal)) and (not isinstance(data__inputper1k, bool)):
+                if data__inputper1k < 0:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.input_per_1k must be bigger than or equal to 0', value=data__inputper1k, name='' + (name_prefix or 'data') + '.input_per_1k', definition={'minimum': 0}, rule='minimum')
+        if 'output_per_1k' in data_keys:
+            data_keys.remove('output_per_1k')
+            data__outputper1k = data['output_per_1k']
+            if not isinstance(data__outputper1k, (int, float, Decimal)) or isinstance(data__outputper1k, bool):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.output_per_1k must be number', value=data__outputper1k, name='' + (name_prefix or 'data') + '.output_per_1k', definition={'type': 'number'}, rule='type')
+            if isinstance(data__outputper1k, (int, float, Decimal)) and (not isinstance(data__outputper1k, bool)):
+                if data__outputper1k < 0:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.output_per_1k must be bigger than or equal to 0', value=data__outputper1k, name='' + (name_prefix or 'data') + '.output_per_1k', definition={'minimum': 0}, rule='minimum')
+        if 'cache_read_per_1k' in data_keys:
+            data_keys.remove('cache_read_per_1k')
+            data__cachereadper1k = data['cache_read_per_1k']
+            if not isinstance(data__cachereadper1k, (int, float, Decimal)) or isinstance(data__cachereadper1k, bool):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.cache_read_per_1k must be number', value=data__cachereadper1k, name='' + (name_prefix or 'data') + '.cache_read_per_1k', definition={'type': 'number'}, rule='type')
+            if isinstance(data__cachereadper1k, (int, float, Decimal)) and (not isinstance(data__cachereadper1k, bool)):
+                if data__cachereadper1k < 0:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.cache_read_per_1k must be bigger than or equal to 0', value=data__cachereadper1k, name='' + (name_prefix or 'data') + '.cache_read_per_1k', definition={'minimum': 0}, rule='minimum')
+        if 'cache_write_per_1k' in data_keys:
+            data_keys.remove('cache_write_per_1k')
+            data__cachewriteper1k = data['cache_write_per_1k']
+            if not isinstance(data__cachewriteper1k, (int, float, Decimal)) or isinstance(data__cachewriteper1k, bool):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.cache_write_per_1k must be number', value=data__cachewriteper1k, name='' + (name_prefix or 'data') + '.cache_write_per_1k', definition={'type': 'number'}, rule='type')
+            if isinstance(data__cachewriteper1k, (int, float, Decimal)) and (not isinstance(data__cachewriteper1k, bool)):
+                if data__cachewriteper1k < 0:
+                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.cache_write_per_1k must be bigger than or equal to 0', value=data__cachewriteper1k, name='' + (name_prefix or 'data') + '.cache_write_per_1k', definition={'minimum': 0}, rule='minimum')
         if data_keys:
             raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties', value=data, name='' + (name_prefix or 'data') + '', definition={'additionalProperties': False}, rule='additionalProperties')
     return data

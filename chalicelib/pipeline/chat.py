@@ -47,7 +47,10 @@ class ChatRoute:
             # What the model will see may have grown (placeholders, masks): hold it before paying.
             reservation = self._quota.top_up(app, reservation, _estimate(model, chat))
             record.reserved_tokens = reservation.tokens
-            completion = self._call_provider(app, model, chat, reservation.output_tokens, record)
+            # The deadline bound by the frame: the provider gets what the stages before it left.
+            routed = self._router.complete(app, model, chat, reservation.output_tokens, self._frame.deadline_at())
+            record.deployment, record.attempts = routed.deployment.name, routed.attempts
+            completion = routed.completion
         except BaseException:
             self._quota.release(reservation)  # no model call was paid for
             raise
@@ -57,7 +60,7 @@ class ChatRoute:
         finally:
             # The model answered and was billed: the app pays, even if the answer then fails
             # (an output screen that is down or out of time must not make a call free).
-            stages.settle(reservation, model, completion.usage, record)
+            stages.settle(reservation, model.price_for(routed.deployment), completion.usage, record)
         record.finish_reason = completion.finish_reason
         return self._response(request, chat, completion, record)
 
@@ -82,14 +85,6 @@ class ChatRoute:
         if verdict.action != MASKED or verdict.texts is None:
             return chat
         return with_guarded_texts(chat, verdict.texts)
-
-    def _call_provider(
-        self, app: App, model: Model, chat: ChatRequest, max_tokens: int, record: RequestRecord
-    ) -> Completion:
-        # The request's deadline, bound by the frame: the provider gets what the stages before it left.
-        routed = self._router.complete(app, model, chat, max_tokens, self._frame.deadline_at())
-        record.deployment, record.attempts = routed.deployment.name, routed.attempts
-        return routed.completion
 
     def _guard_output(self, app: App, completion: Completion, record: RequestRecord) -> Completion:
         verdict = self._stages.guardrail(app, output_guard_texts(completion), "OUTPUT", record)

@@ -2,7 +2,7 @@
 verdicts and settling what a call cost. Each stage notes what it did in the request's record."""
 from __future__ import annotations
 
-from chalicelib.catalog import App, Catalog, Model
+from chalicelib.catalog import App, Catalog, Model, Price
 from chalicelib.chat import Usage
 from chalicelib.cost import cost_usd
 from chalicelib.errors import NotFound, PermissionDenied, ServiceUnavailable
@@ -72,9 +72,9 @@ class Stages:
         record.guardrail += [f"{source}:{verdict.action}:{c}" for c in verdict.categories]
         return verdict
 
-    def settle(self, reservation: Reservation, model: Model, usage: Usage, record: RequestRecord) -> None:
-        """Book what a call used and cost in place of its reservation."""
-        cost = cost_usd(model, usage)
+    def settle(self, reservation: Reservation, price: Price, usage: Usage, record: RequestRecord) -> None:
+        """Book what a call used and cost (at the serving deployment's price) in place of its reservation."""
+        cost = cost_usd(price, usage)
         self.quota.settle(reservation, usage.total_tokens, cost)
         record.prompt_tokens, record.completion_tokens, record.cost_usd = (
             usage.prompt_tokens, usage.completion_tokens, cost)

@@ -1,4 +1,8 @@
-"""Provider port: one model call, normalised. One module (or folder) per provider backend."""
+"""Provider port: one model call, normalised. One folder per provider backend.
+
+A provider serves chat (`complete`), embeddings (`embed`), or both; the catalog says which
+providers serve which kind of model (catalog._CHAT_PROVIDERS / _EMBEDDING_PROVIDERS).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,8 +21,30 @@ class ProviderCall:
     deadline: float  # monotonic clock time by which the call must have returned
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingCall:
+    app: App
+    deployment: Deployment
+    inputs: tuple[str, ...]  # after input redaction and guardrails, in the caller's order
+    dimensions: int | None  # None: the model's default (the caller did not ask)
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    vectors: tuple[tuple[float, ...], ...]  # one per input, in order
+    prompt_tokens: int  # as the provider reports it (or the gateway's estimate where it reports none)
+
+
 class Provider(Protocol):
     def complete(self, call: ProviderCall) -> Completion:
         """Raise a GatewayError on failure; `fallback=True` errors let the router try the next
+        deployment, and its `signal` tells the breakers what the failure says about the
         deployment. Honour `call.deadline`: never block past it."""
+        ...
+
+
+class EmbeddingProvider(Protocol):
+    def embed(self, call: EmbeddingCall) -> Embedded:
+        """As `Provider.complete`, for embeddings."""
         ...
