@@ -35,7 +35,7 @@ class ChatRoute:
         app = stages.identify(request, record)
         chat = pin_system_prompt(app, parse_chat_request(request.body))
         record.stream = chat.stream
-        model = stages.model(app, chat.model, record)
+        model = stages.model(app, chat.model, record, kind="chat")
         reservation = self._quota.reserve(
             app, _estimate(model, chat), min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens),
             reservation_id=request.request_id, flexible=chat.max_tokens is None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from chalicelib.catalog import App, Catalog, Model, Price
 from chalicelib.chat import Usage
 from chalicelib.cost import cost_usd
-from chalicelib.errors import NotFound, PermissionDenied, ServiceUnavailable
+from chalicelib.errors import InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
 from chalicelib.guardrails import PASS, Guardrail, GuardrailVerdict
 from chalicelib.identity import Identity
 from chalicelib.incoming import IncomingRequest
@@ -34,15 +34,24 @@ class Stages:
         record.principal, record.app_id, record.business_unit = principal, app.id, app.business_unit
         return app
 
-    def model(self, app: App, model_id: str, record: RequestRecord) -> Model:
+    def model(self, app: App, model_id: str, record: RequestRecord, kind: str | None = None) -> Model:
+        """The catalog model this app may call by `model_id`, for a route serving `kind` models."""
         model = self.catalog.models.get(model_id)
         if model is None or model_id not in app.allowed_models:
             # One answer for unknown and not-allowed: callers cannot probe the catalog.
             raise NotFound(
                 f"the model '{model_id}' does not exist or this app may not use it", param="model"
             )
+        if kind is not None and model.kind != kind:
+            route = "/v1/embeddings" if model.kind == "embedding" else "/v1/chat/completions"
+            raise InvalidRequest(f"the model '{model_id}' is a {model.kind} model: call it on {route}",
+                                 code="model_kind_mismatch", param="model")
         record.model = model.id
         return model
+
+    def lifecycle_headers(self, model: Model) -> dict[str, str]:
+        """Deprecation / Sunset / Link headers for a legacy model (none for an active one)."""
+        return {}
 
     def screen(self, app: App, text: str, direction: str, record: RequestRecord) -> tuple[list[Edit], PiiOutcome]:
         """The edits the app's PII policy makes to `text`, and what it found (counts, noted)."""
