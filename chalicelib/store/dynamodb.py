@@ -48,8 +48,7 @@ class DynamoDbLedger:
         now: float, expires_at: float,
     ) -> bool:
         # `now` is not used: expired holds count until `sweep` (a condition cannot sum items).
-        max_before = limit - tokens
-        if max_before < 0:
+        if tokens > limit:
             return False
         pk, end = _pk(app_id, day), _end_of_day(day)
         res_item = {"pk": _s(pk), "sk": _s(f"RES#{reservation_id}"), "tokens": _n(tokens),
@@ -57,14 +56,7 @@ class DynamoDbLedger:
         pointer = {"pk": _s(f"RESID#{reservation_id}"), "sk": _s("RES"), "app_id": _s(app_id),
                    "day": _s(day), "tokens": _n(tokens), "expires_at": _n(end + _RES_TTL_S)}
         items = [
-            {"Update": {
-                "TableName": self._table, "Key": _usage_key(pk),
-                "UpdateExpression": "SET expires_at = :ttl ADD #c :n, held :n",
-                "ConditionExpression": "attribute_not_exists(#c) OR #c <= :max",
-                "ExpressionAttributeNames": {"#c": "committed"},
-                "ExpressionAttributeValues": {":n": _n(tokens), ":max": _n(max_before),
-                                              ":ttl": _n(end + _USAGE_TTL_S)},
-            }},
+            self._hold(pk, day, tokens, limit),
             {"Put": {"TableName": self._table, "Item": res_item,
                      "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Put": {"TableName": self._table, "Item": pointer,
@@ -86,21 +78,13 @@ class DynamoDbLedger:
     ) -> bool:
         # Same condition as reserve, on the same counter; the hold and its pointer grow with it, so
         # settle, release and sweep free exactly what is held.
-        max_before = limit - tokens
-        if max_before < 0:
+        if tokens > limit:
             return False
-        pk, end = _pk(app_id, day), _end_of_day(day)
+        pk = _pk(app_id, day)
         grow = {"UpdateExpression": "ADD tokens :n", "ConditionExpression": "attribute_exists(pk)",
                 "ExpressionAttributeValues": {":n": _n(tokens)}}
         items = [
-            {"Update": {
-                "TableName": self._table, "Key": _usage_key(pk),
-                "UpdateExpression": "SET expires_at = :ttl ADD #c :n, held :n",
-                "ConditionExpression": "#c <= :max",
-                "ExpressionAttributeNames": {"#c": "committed"},
-                "ExpressionAttributeValues": {":n": _n(tokens), ":max": _n(max_before),
-                                              ":ttl": _n(end + _USAGE_TTL_S)},
-            }},
+            self._hold(pk, day, tokens, limit),
             {"Update": {"TableName": self._table, "Key": {"pk": _s(pk), "sk": _s(f"RES#{reservation_id}")},
                         **grow, "ConditionExpression": "attribute_exists(pk) AND lease_until > :now",
                         "ExpressionAttributeValues": {":n": _n(tokens), ":now": _n(now)}}},
@@ -190,6 +174,14 @@ class DynamoDbLedger:
                 return False
             raise _unavailable() from None
         return True
+
+    def _hold(self, pk: str, day: str, tokens: int, limit: int) -> dict[str, Any]:
+        """Add `tokens` to the day's held and committed counters if committed stays within `limit`:
+        the one condition that keeps every reservation and top-up from overshooting."""
+        update = self._usage_update(pk, day, "SET expires_at = :ttl ADD #c :n, held :n",
+                                    {":n": _n(tokens), ":max": _n(limit - tokens)})
+        update["Update"]["ConditionExpression"] = "attribute_not_exists(#c) OR #c <= :max"
+        return update
 
     def _delete_res(self, pk: str, reservation_id: str) -> dict[str, Any]:
         return {"Delete": {"TableName": self._table,
