@@ -1,0 +1,141 @@
+"""boto3 clients for the model runtimes (bedrock-runtime, sagemaker-runtime), shared by providers.
+
+`runtime_client_factory` gives a provider `client_for(app, deployment, remaining_s)`: a cached client
+whose worst case (connect + read timeout) fits the time left, signed with the app's operations-account
+session when one is configured, and `guard`ed with the request deadline's hooks (chalicelib/deadline.py).
+`transport_error` turns botocore's non-service failures into the gateway's errors, alike for every
+runtime. Nothing here imports boto3 until a client is made.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable
+
+from chalicelib import deadline
+from chalicelib.aws.sts_credentials import AssumedRoleCredentials
+from chalicelib.catalog import App, Deployment
+from chalicelib.errors import (DeadlineExceeded, GatewayError, InvalidRequest, ServiceUnavailable, Signal,
+                               UpstreamError)
+
+ClientFor = Callable[[App, Deployment, float], Any]
+
+# Kept free in a long call's budget so that one retry after a quick failure still fits: the failed
+# attempt (throttled, 5xx: well under a second) plus botocore's first backoff (at most 1 s).
+RETRY_HEADROOM_S = 2.0
+MIN_READ_TIMEOUT_S = 0.5  # read timeouts are fitted to the budget in steps of this size
+MAX_CACHED_CLIENTS = 64
+FIT_MARGIN_S = 0.05  # between fitting a client and its call: serialising the request, signing
+
+# How errors name each runtime to the caller.
+_WHAT = {"bedrock-runtime": "Bedrock", "sagemaker-runtime": "SageMaker"}
+
+
+def runtime_client_factory(
+    service: str,
+    region: str,
+    credentials: AssumedRoleCredentials | None,
+    max_attempts: int = 2,
+    endpoint_url: str | None = None,
+) -> ClientFor:
+    """`client_for(app, deployment, remaining_s)`: a cached `service` client for the deployment's
+    region (else `region`) whose worst case fits the remaining budget, leaving room for one quick
+    retry when the budget is long enough. `credentials=None` uses the default chain (the Lambda
+    role). endpoint_url: only when given; boto3 itself honours AWS_ENDPOINT_URL_<SERVICE>
+    (AWS_ENDPOINT_URL_BEDROCK_RUNTIME, AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME)."""
+    what = _WHAT.get(service, service)
+    clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+    lock = threading.Lock()
+    session: list[Any] = []  # one boto3 Session, made on first use (Sessions are not thread-safe)
+
+    def client_for(app: App, deployment: Deployment, remaining_s: float) -> Any:
+        started = time.monotonic()
+        creds = credentials.for_app(app) if credentials is not None else None  # may call STS
+        target_region = deployment.region or region
+        while True:  # fitted to what is left once the client is at hand (STS, making it: time)
+            left = remaining_s - (time.monotonic() - started) - FIT_MARGIN_S
+            read_timeout = fitted_read_timeout(left, retry=max_attempts > 1, what=what)  # raises when none fits
+            client = cached(creds, target_region, read_timeout)
+            if time.monotonic() - started + deadline.CONNECT_TIMEOUT_S + read_timeout \
+                    <= remaining_s - FIT_MARGIN_S:
+                return client
+
+    def cached(creds: Any, target_region: str, read_timeout: float) -> Any:
+        key = (creds.access_key if creds else None, target_region, read_timeout)
+        with lock:
+            client = clients.get(key)
+            if client is not None:
+                clients.move_to_end(key)
+                return client
+            client = clients[key] = _new_client(session, service, target_region, read_timeout, max_attempts,
+                                                endpoint_url, creds)
+            while len(clients) > MAX_CACHED_CLIENTS:
+                clients.popitem(last=False)  # least recently used; expired sessions age out
+            return client
+
+    return client_for
+
+
+def fitted_read_timeout(remaining_s: float, retry: bool, what: str = "Bedrock") -> float:
+    """The longest read timeout (a multiple of MIN_READ_TIMEOUT_S) whose call fits `remaining_s`,
+    keeping RETRY_HEADROOM_S free for a retry where that still leaves a useful timeout."""
+    budget = remaining_s - deadline.CONNECT_TIMEOUT_S
+    if retry and budget - RETRY_HEADROOM_S >= 2 * RETRY_HEADROOM_S:
+        budget -= RETRY_HEADROOM_S
+    steps = math.floor(budget / MIN_READ_TIMEOUT_S)
+    if steps < 1:
+        raise DeadlineExceeded(f"no time left to call {what}")
+    return steps * MIN_READ_TIMEOUT_S
+
+
+def _new_client(session: list[Any], service: str, region: str, read_timeout: float, max_attempts: int,
+                endpoint_url: str | None, creds: Any) -> Any:
+    import boto3  # lazy: ~200 ms of import paid only by containers that call a model runtime
+    from botocore.config import Config
+
+    if not session:
+        session.append(boto3.session.Session())
+    config = Config(
+        connect_timeout=deadline.CONNECT_TIMEOUT_S,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        tcp_keepalive=True,
+    )
+    extra: dict[str, Any] = {}
+    if endpoint_url:
+        extra["endpoint_url"] = endpoint_url
+    if creds is not None:
+        extra.update(aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
+                     aws_session_token=creds.token)
+    client = session[0].client(service, region_name=region, config=config, **extra)
+    return deadline.guard(client, connect_timeout=deadline.CONNECT_TIMEOUT_S, read_timeout=read_timeout,
+                          max_attempts=max_attempts)
+
+
+def transport_error(exc: BaseException, what: str) -> GatewayError:
+    """A failure of a runtime call that is not the service's own answer (a ClientError, which each
+    provider maps) -> a GatewayError, with what it says about the deployment (`signal`)."""
+    from botocore import exceptions as bce  # lazy: keeps boto3 out of cold start when unused
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    if isinstance(exc, (bce.ParamValidationError, bce.ValidationError, RecursionError)):
+        # botocore refused the request before sending it: the request's content, not the
+        # deployment's health. botocore's report quotes values: never passed on.
+        return InvalidRequest(f"the request has a value {what} does not accept", code="invalid_parameter")
+    if isinstance(exc, (bce.NoCredentialsError, bce.PartialCredentialsError)):
+        return ServiceUnavailable(f"no AWS credentials for {what}", code="no_credentials", signal=Signal.NONE)
+    # Mid-stream reads raise urllib3's own ReadTimeoutError (botocore's derives from a vendored copy).
+    if isinstance(exc, (bce.ReadTimeoutError, ReadTimeoutError)):
+        return DeadlineExceeded(f"{what} did not answer in time", code="upstream_timeout", signal=Signal.BUSY)
+    if isinstance(exc, bce.ConnectTimeoutError):
+        return DeadlineExceeded(f"{what} could not be reached in time", code="upstream_timeout",
+                                signal=Signal.DOWN)
+    if isinstance(exc, bce.ConnectionError):  # endpoint, proxy, TLS
+        return ServiceUnavailable(f"{what} could not be reached", code="upstream_unreachable")
+    if isinstance(exc, (bce.HTTPClientError, ProtocolError)):  # closed, broken stream
+        return ServiceUnavailable(f"the connection to {what} broke", code="upstream_connection")
+    if isinstance(exc, bce.BotoCoreError):  # our configuration (region, endpoint): not the deployment's
+        return UpstreamError(f"the call to {what} failed", code="upstream_error", signal=Signal.NONE)
+    raise exc  # a bug of ours: let the pipeline turn it into a 500 with its traceback
