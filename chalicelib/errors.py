@@ -70,6 +70,14 @@ class NotFound(GatewayError):
     default_code = "model_not_found"
 
 
+class Gone(GatewayError):
+    """The model is retired (410); the message names its successor, where it has one."""
+
+    status = 410
+    type = "invalid_request_error"
+    default_code = "model_retired"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

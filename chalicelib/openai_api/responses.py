@@ -88,7 +88,21 @@ def _pieces(text: str) -> Iterable[str]:
 
 def model_body(model: Model) -> dict[str, Any]:
     # `created` is required by the spec; catalog entries have no creation time, so 0 (the epoch).
-    return {"id": model.id, "object": "model", "created": 0, "owned_by": model.owned_by}
+    body: dict[str, Any] = {"id": model.id, "object": "model", "created": 0, "owned_by": model.owned_by,
+                            "lifecycle": lifecycle_body(model)}
+    if model.lifecycle is not None and model.lifecycle.sunset is not None:
+        body["shutdown_date"] = model.lifecycle.sunset  # OpenAI's own field for the same date
+    return body
+
+
+def lifecycle_body(model: Model) -> dict[str, Any]:
+    """`{"status", "deprecated", "sunset", "successor"}`, fields the catalog does not set omitted."""
+    life = model.lifecycle
+    if life is None:
+        return {"status": "active"}
+    fields = {"status": life.status, "deprecated": life.deprecated, "sunset": life.sunset,
+              "successor": life.successor}
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def models_body(models: Iterable[Model]) -> dict[str, Any]:

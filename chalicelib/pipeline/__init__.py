@@ -65,8 +65,8 @@ class Pipeline:
 
     def get_model(self, request: IncomingRequest, model_id: str) -> GatewayResponse:
         def run(req: IncomingRequest, record: RequestRecord) -> GatewayResponse:
-            model = self._stages.model(self._stages.identify(req, record), model_id, record)
-            return GatewayResponse(200, responses.model_body(model))
+            model = self._stages.catalog_model(self._stages.identify(req, record), model_id, record)
+            return GatewayResponse(200, responses.model_body(model), self._stages.lifecycle_headers(model))
 
         return self._governed(request, "models.retrieve", run)
 

@@ -62,7 +62,7 @@ class ChatRoute:
             # (an output screen that is down or out of time must not make a call free).
             stages.settle(reservation, model.price_for(routed.deployment), completion.usage, record)
         record.finish_reason = completion.finish_reason
-        return self._response(request, chat, completion, record)
+        return self._response(request, chat, model, completion, record)
 
     def _redact_input(self, app: App, chat: ChatRequest, record: RequestRecord) -> ChatRequest:
         view = InputView(chat)  # every caller text the model will see, screened in one pass
@@ -102,15 +102,18 @@ class ChatRoute:
         return view.rebuild(edits)
 
     def _response(
-        self, request: IncomingRequest, chat: ChatRequest, completion: Completion, record: RequestRecord
+        self, request: IncomingRequest, chat: ChatRequest, model: Model, completion: Completion,
+        record: RequestRecord,
     ) -> GatewayResponse:
         completion_id = "chatcmpl-" + request.request_id.replace("-", "")
         created = int(self._frame.now())
-        headers = {"x-garden-deployment": record.deployment or "", "x-garden-attempts": str(record.attempts)}
+        headers = {"x-garden-deployment": record.deployment or "", "x-garden-attempts": str(record.attempts),
+                   **self._stages.lifecycle_headers(model)}
         if chat.stream:
-            body = responses.stream_body(completion_id, created, chat.model, completion, chat.include_usage)
+            # model.id: the model that served, a retired one's successor when auto-upgraded.
+            body = responses.stream_body(completion_id, created, model.id, completion, chat.include_usage)
             return GatewayResponse(200, body, headers, EVENT_STREAM)
-        return GatewayResponse(200, responses.completion_body(completion_id, created, chat.model, completion), headers)
+        return GatewayResponse(200, responses.completion_body(completion_id, created, model.id, completion), headers)
 
 
 def _estimate(model: Model, chat: ChatRequest) -> int:
