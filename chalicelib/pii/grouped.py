@@ -37,12 +37,34 @@ def cards(text: str, out: list[Cand]) -> None:
 
 
 def _in_ipv6(text: str, b: int, e: int) -> bool:
-    while b > 0 and text[b - 1] in P.IPV6_CHARS:
-        b -= 1
-    while e < len(text) and text[e] in P.IPV6_CHARS:
-        e += 1
-    token = text[b:e]
-    return token.count(":") >= 5 or "::" in token
+    """Whether a colon of text[b:e] belongs to an IPv6 address with a hex letter or a "::" (all
+    digits and colons, "41:11:11:11:11:11:11:11" is a card spelled out, and Luhn decides)."""
+    at = text.find(":", b, e)
+    while at != -1:
+        start, end = at, at + 1
+        while start > 0 and text[start - 1] in P.IPV6_CHARS:
+            start -= 1
+        while end < len(text) and text[end] in P.IPV6_CHARS:
+            end += 1
+        token = text[start:end]
+        if ipv6_shaped(token) and ("::" in token or any(c in "abcdefABCDEF" for c in token)):
+            return True
+        at = text.find(":", end, e)
+    return False
+
+
+def ipv6_shaped(s: str) -> bool:
+    """Eight groups of 1-4 hex digits, or fewer around one "::" with at least one digit."""
+    if ":::" in s or s.count("::") > 1:
+        return False
+    if "::" in s:
+        head, tail = s.split("::")
+        parts = (head.split(":") if head else []) + (tail.split(":") if tail else [])
+        ok = len(parts) <= 7 and any(c.isdigit() for c in s)
+    else:
+        parts = s.split(":")
+        ok = len(parts) == 8
+    return ok and all(1 <= len(p) <= 4 for p in parts)
 
 
 def _card_windows(run: str, offset: int, groups: list[tuple[int, int]], sizes: list[int], out: list[Cand]) -> None:
@@ -93,19 +115,24 @@ def ibans(text: str, out: list[Cand]) -> None:
     m = P.IBAN.search(text)
     while m:
         begin = m.start() - 2  # the pattern starts on the check digits; the country is before them
-        end = _iban(text[begin : m.end()], begin, out)
+        glued = begin > 0 and (text[begin - 1].isalnum() or text[begin - 1] == "_")
+        end = _iban(text[begin : m.end()], begin, out, claim=not glued)
         m = P.IBAN.search(text, end or m.start() + 1)
 
 
-def _iban(s: str, offset: int, out: list[Cand]) -> int:
-    """Claim the IBAN at the start of `s`; return where the claim ends in the text, 0 if none."""
+def _iban(s: str, offset: int, out: list[Cand], claim: bool) -> int:
+    """Find the IBAN at the start of `s`; return where it ends in the text, 0 if none. A mistyped
+    one is claimed (BLOCK, so no card hides inside) only when `claim` and it is grouped like an
+    IBAN: inside another token ("...GPAE34 pay IT14") two letters and two digits are a coincidence."""
     want = IBAN_LENGTHS.get(s[:2].upper())
     if want is None:
         return 0
+    groups: list[str] = []
     exact = near = 0  # where the groups add up to the country's length, or to within 2 of it
     count = 0
     for g in P.ALNUM_GROUP.finditer(s):
-        count += g.end() - g.start()
+        groups.append(g.group())
+        count += len(groups[-1])
         if count == want:
             exact = g.end()
             break
@@ -121,6 +148,16 @@ def _iban(s: str, offset: int, out: list[Cand]) -> int:
         return 0  # mostly letters after the check digits: words ("de12 this is a test"), not a BBAN
     if exact and iban_valid(compact):
         add(out, offset, offset + end, "INTERNATIONAL_BANK_ACCOUNT_NUMBER", 1.0)
-    else:  # a mistyped IBAN: claim it so no card hides inside
+        return offset + end
+    if claim and _grouped_like_an_iban(groups[: len(P.ALNUM_GROUP.findall(s, 0, end))]):
         out.append((offset, offset + end, BLOCK, 0.0, 4, -1))
-    return offset + end
+        return offset + end
+    return 0
+
+
+def _grouped_like_an_iban(groups: list[str]) -> bool:
+    """Compact, or groups of four (two run together by an invisible separator: eight), the last
+    shorter; only the bank code ("GB82 WEST ...") may be letters alone."""
+    return len(groups) == 1 or (
+        all(len(g) % 4 == 0 for g in groups[:-1]) and not any(g.isalpha() for i, g in enumerate(groups) if i != 1)
+    )

@@ -220,17 +220,7 @@ def _ipv6(text: str, out: list[Cand]) -> None:
         if not m:
             continue
         pos = m.end()
-        s = m.group()
-        if ":::" in s or s.count("::") > 1:
-            continue
-        if "::" in s:
-            head, tail = s.split("::")
-            parts = (head.split(":") if head else []) + (tail.split(":") if tail else [])
-            ok = len(parts) <= 7 and any(c.isdigit() for c in s)
-        else:
-            parts = s.split(":")
-            ok = len(parts) == 8
-        if ok and all(1 <= len(p) <= 4 for p in parts):
+        if grouped.ipv6_shaped(m.group()):
             add(out, m.start(), m.end(), "IP_ADDRESS", 0.9)
 
 
