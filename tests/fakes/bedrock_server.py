@@ -10,13 +10,12 @@ other's succeed, on the same model).
 """
 from __future__ import annotations
 
-import binascii
 import json
-import struct
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Mapping, Sequence, Union
 
+from fakes.event_stream import CONTENT_TYPE, event, exception_frame
 from fakes.loopback import AwsHandler, LoopbackServer
 from urllib.parse import unquote
 
@@ -58,30 +57,6 @@ class StreamFail:
 
 Behaviour = Union[Reply, Fail, Hang, StreamFail]
 Script = Union[Behaviour, Sequence[Behaviour], Callable[[dict[str, Any]], Behaviour]]
-
-
-def frame(headers: Mapping[str, str], payload: bytes) -> bytes:
-    """One event-stream message: prelude (total len, headers len, CRC32), string headers (type 7),
-    payload, message CRC32 over everything before it."""
-    encoded = b"".join(
-        struct.pack(">B", len(name.encode())) + name.encode() + b"\x07"
-        + struct.pack(">H", len(value.encode())) + value.encode()
-        for name, value in headers.items()
-    )
-    total = 12 + len(encoded) + len(payload) + 4
-    prelude = struct.pack(">II", total, len(encoded))
-    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + encoded + payload
-    return message + struct.pack(">I", binascii.crc32(message))
-
-
-def event(event_type: str, body: Mapping[str, Any]) -> bytes:
-    return frame({":message-type": "event", ":event-type": event_type,
-                  ":content-type": "application/json"}, json.dumps(body).encode())
-
-
-def exception_frame(exception_type: str, message: str) -> bytes:
-    return frame({":message-type": "exception", ":exception-type": exception_type,
-                  ":content-type": "application/json"}, json.dumps({"message": message}).encode())
 
 
 class FakeBedrock(LoopbackServer):
@@ -126,8 +101,8 @@ def _handler(fake: FakeBedrock) -> type[BaseHTTPRequestHandler]:
             frames = _stream_frames(body, reply)
             if isinstance(behaviour, StreamFail):
                 frames = frames[: behaviour.after_events] + [
-                    exception_frame(behaviour.exception_type, "model stream failed: SECRET-PROMPT-TEXT")]
-            self.send_bytes(200, b"".join(frames), "application/vnd.amazon.eventstream")
+                    exception_frame(behaviour.exception_type, {"message": "model stream failed: SECRET-PROMPT-TEXT"})]
+            self.send_bytes(200, b"".join(frames), CONTENT_TYPE)
 
     return Handler
 
