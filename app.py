@@ -4,7 +4,7 @@ Routes and wiring only; the pipeline lives in chalicelib/ (see chalicelib/pipeli
 """
 from chalice import Chalice, IAMAuthorizer, Rate
 
-from chalicelib import web
+from chalicelib import gateway, web
 from chalicelib.pipeline import Pipeline
 
 app = Chalice(app_name="execution-garden", configure_logs=False)
@@ -42,3 +42,10 @@ def get_model(model_id):
 def sweep_reservations(event):
     """Free quota held by requests that died without settling (a container killed mid-call)."""
     web.sweep_reservations()
+
+
+@app.schedule(Rate(1, unit=Rate.DAYS))
+def check_model_lifecycle(event):
+    """Log (and count) catalog models Bedrock marks legacy while the catalog does not. Daily is
+    plenty: Bedrock marks a model legacy months before its end of life."""
+    gateway.lifecycle_check().run()

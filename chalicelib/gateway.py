@@ -62,6 +62,20 @@ def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
     )
 
 
+def lifecycle_check(settings: Settings | None = None) -> Any:
+    """The scheduled lifecycle check (lifecycle_check.py): the catalog, and a `bedrock` control-plane
+    client per region, made on first use like every client here (AWS_ENDPOINT_URL_BEDROCK
+    honoured). It runs with the function's own role: the operations account's role is for calls
+    made on behalf of an app."""
+    from chalicelib.lifecycle_check import LifecycleCheck
+    from chalicelib.telemetry import _default_logger  # the request lines' logger: same stream, same format
+
+    settings = settings or Settings.from_env()
+    return LifecycleCheck(load_catalog(settings.catalog_path),
+                          lambda region: _aws_client("bedrock", region, read_timeout=5)(),
+                          settings.bedrock_region, _default_logger())
+
+
 # Adapters are imported where chosen, so a container loads only the ones it uses.
 
 def _identity(settings: Settings) -> Any:
