@@ -17,7 +17,7 @@ from support import BLOCK_KEY_ID, KEY_ID, QUOTA_KEY_ID, TEST_CATALOG, Garden, ru
 from chalicelib.catalog import Price, parse_catalog
 from chalicelib.chat import Usage
 from chalicelib.cost import cost_usd
-from chalicelib.errors import ConfigError
+from chalicelib.errors import ConfigError, Gone, InvalidRequest
 from chalicelib.pipeline.stages import MAX_UPGRADE_STEPS
 from chalicelib.quota import utc_day
 
@@ -232,3 +232,44 @@ def test_a_lifecycle_date_the_calendar_lacks_fails_at_start(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match=r"models\.legacy\.lifecycle\.sunset"):
         with running_garden(tmp_path, catalog=parse_catalog(raw)):
             pass
+
+
+def _embedding(model_id: str, **lifecycle: str) -> dict[str, Any]:
+    model: dict[str, Any] = {"kind": "embedding", "price": {"input_per_1k": 0.0},
+                             "deployments": [{"provider": "local-embed", "model_id": model_id}]}
+    if lifecycle:
+        model["lifecycle"] = lifecycle
+    return model
+
+
+def test_embedding_models_follow_the_same_lifecycle() -> None:
+    """The stage every route shares: `/v1/embeddings` calls it with kind="embedding"."""
+    from chalicelib.pipeline.stages import Stages
+    from chalicelib.record import RequestRecord
+
+    raw = lifecycle_catalog()
+    raw["models"].update({
+        "embed-next": _embedding("embed-next"),
+        "embed-old": _embedding("embed-old", **_retired("embed-next")),
+        "embed-legacy": _embedding("embed-legacy", status="legacy", deprecated="2026-01-15", sunset="2026-06-01",
+                                   successor="embed-next"),
+    })
+    for app in raw["apps"]:
+        app["allowed_models"] += ["embed-next", "embed-old", "embed-legacy"]
+    catalog = parse_catalog(raw)
+    stages = Stages(catalog=catalog, identity=None, quota=None, pii=None, guardrail=None)  # type: ignore[arg-type]
+    upgrading, not_upgrading = catalog.apps["test-app"], catalog.apps["small-quota-app"]
+
+    record = RequestRecord("r1", "2026-01-01T00:00:00.000+00:00", "embeddings")
+    served = stages.model(upgrading, "embed-old", record, kind="embedding")
+    assert (served.id, record.model) == ("embed-next", "embed-next")
+    legacy = stages.model(upgrading, "embed-legacy", record, kind="embedding")
+    assert stages.lifecycle_headers(legacy) == {**LEGACY_HEADERS, "Link": '</v1/models/embed-next>; rel="successor-version"'}
+    with pytest.raises(Gone) as gone:
+        stages.model(not_upgrading, "embed-old", record, kind="embedding")
+    assert (gone.value.status, gone.value.code, gone.value.param) == (410, "model_retired", "model")
+    assert "'embed-next'" in gone.value.message
+    # The route's kind is checked on the model asked for, before any upgrade.
+    with pytest.raises(InvalidRequest) as mismatch:
+        stages.model(upgrading, "embed-old", record, kind="chat")
+    assert mismatch.value.code == "model_kind_mismatch"
