@@ -19,10 +19,12 @@ import fastjsonschema  # noqa: E402
 
 from chalicelib.catalog_schema import CATALOG_SCHEMA  # noqa: E402
 from chalicelib.openai_api.chat_schema import CHAT_REQUEST_SCHEMA  # noqa: E402
+from chalicelib.openai_api.embeddings_schema import EMBEDDINGS_REQUEST_SCHEMA  # noqa: E402
 
 TARGETS = {
     "chat_request_validator.py": ("chalicelib/openai_api/chat_schema.py", CHAT_REQUEST_SCHEMA),
     "catalog_validator.py": ("chalicelib/catalog_schema.py", CATALOG_SCHEMA),
+    "embeddings_request_validator.py": ("chalicelib/openai_api/embeddings_schema.py", EMBEDDINGS_REQUEST_SCHEMA),
 }
 OUT = ROOT / "chalicelib" / "generated"
 _IMPORT = "from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException"
