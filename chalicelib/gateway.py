@@ -173,6 +173,10 @@ def _providers(settings: Settings, catalog: Catalog) -> dict[str, Any]:
         from chalicelib.providers.local_echo import LocalEchoProvider
 
         providers["local-echo"] = LocalEchoProvider()
+    if "local-embed" in used:
+        from chalicelib.providers.local_embed import LocalEmbedProvider
+
+        providers["local-embed"] = LocalEmbedProvider()
     if "bedrock" in used:
         providers["bedrock"] = _bedrock(settings)
     return providers
@@ -204,6 +208,9 @@ class _BuiltOnFirstCall:
 
     def complete(self, call: Any) -> Any:
         return self._provider().complete(call)
+
+    def embed(self, call: Any) -> Any:
+        return self._provider().embed(call)
 
 
 def _audit(settings: Settings) -> Any:
