@@ -28,6 +28,11 @@ def chat_completions():
     return web.handle(app.current_request, Pipeline.chat_completions)
 
 
+@app.route("/v1/embeddings", methods=["POST"], authorizer=iam)
+def embeddings():
+    return web.handle(app.current_request, Pipeline.embeddings)
+
+
 @app.route("/v1/models", methods=["GET"], authorizer=iam)
 def list_models():
     return web.handle(app.current_request, Pipeline.list_models)

@@ -1,13 +1,15 @@
-"""Gateway results -> OpenAI JSON bodies: completions, buffered SSE streams, models, errors.
+"""Gateway results -> OpenAI JSON bodies: completions, buffered SSE streams, embeddings, models, errors.
 
 Chalice cannot stream a body, so `stream: true` gets the whole `text/event-stream` at once: the same
 chunks OpenAI would send, ending in `data: [DONE]`, so streaming clients work unchanged.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
-from typing import Any, Iterable
+import struct
+from typing import Any, Iterable, Sequence
 
 from chalicelib.catalog import Model
 from chalicelib.chat import Completion, ToolCall, Usage
@@ -107,6 +109,25 @@ def lifecycle_body(model: Model) -> dict[str, Any]:
 
 def models_body(models: Iterable[Model]) -> dict[str, Any]:
     return {"object": "list", "data": [model_body(m) for m in models]}
+
+
+def embeddings_body(model: str, vectors: Sequence[Sequence[float]], prompt_tokens: int,
+                    encoding_format: str) -> dict[str, Any]:
+    """OpenAI's CreateEmbeddingResponse. Values are float32, as OpenAI's are: `float` prints each
+    with the 9 significant digits that give back the same float32; `base64` packs them
+    little-endian, as OpenAI encodes them (what its SDK decodes)."""
+    def encoded(vector: Sequence[float]) -> Any:
+        packed = struct.pack(f"<{len(vector)}f", *vector)
+        if encoding_format == "base64":
+            return base64.b64encode(packed).decode("ascii")
+        return [float(f"{x:.9g}") for x in struct.unpack(f"<{len(vector)}f", packed)]
+
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
 
 
 def error_body(error: GatewayError) -> dict[str, Any]:

@@ -3,6 +3,8 @@ rendering, one audit record and one telemetry line) and walks its route's stages
 
 chat.py     identify -> validate -> route -> reserve -> PII (in) -> guardrail (in) -> top up
               -> provider -> guardrail (out) -> PII (out) -> settle
+embeddings.py identify -> validate -> route -> reserve -> PII (in) -> guardrail (in) -> top up
+              -> provider -> settle
 
 The pipeline sees ports only; `gateway.py` (the composition root) picks the adapters.
 """
@@ -19,6 +21,7 @@ from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
 from chalicelib.pii import PiiDetector
 from chalicelib.pipeline.chat import ChatRoute
+from chalicelib.pipeline.embeddings import EmbeddingsRoute
 from chalicelib.pipeline.governed import GatewayResponse, Governed, error_response, new_request_id
 from chalicelib.pipeline.stages import Stages
 from chalicelib.quota import QuotaKeeper
@@ -52,9 +55,13 @@ class Pipeline:
                                   request_timeout_s=request_timeout_s, clock=clock, monotonic=monotonic)
         self._stages = Stages(catalog=catalog, identity=identity, quota=quota, pii=pii, guardrail=guardrail)
         self._chat = ChatRoute(self._stages, router, self._governed)
+        self._embeddings = EmbeddingsRoute(self._stages, router, self._governed)
 
     def chat_completions(self, request: IncomingRequest) -> GatewayResponse:
         return self._governed(request, "chat.completions", self._chat)
+
+    def embeddings(self, request: IncomingRequest) -> GatewayResponse:
+        return self._governed(request, "embeddings", self._embeddings)
 
     def list_models(self, request: IncomingRequest) -> GatewayResponse:
         def run(req: IncomingRequest, record: RequestRecord) -> GatewayResponse:
