@@ -10,7 +10,9 @@ other's succeed, on the same model).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Mapping, Sequence, Union
@@ -83,8 +85,8 @@ def _handler(fake: FakeBedrock) -> type[BaseHTTPRequestHandler]:
     class Handler(AwsHandler):
         def do_POST(self) -> None:
             raw = self.read_body()
-            parts = self.path.split("/")  # /model/{id}/converse[-stream]
-            if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream"):
+            parts = self.path.split("/")  # /model/{id}/converse[-stream] | /model/{id}/invoke (embeddings)
+            if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream", "invoke"):
                 return self.send_json(404, {"message": "unknown route"}, error_type="UnknownOperationException")
             model_id, body = unquote(parts[2]), json.loads(raw or b"{}")
             behaviour = fake.behaviour(model_id, self.path, body, {k.lower(): v for k, v in self.headers.items()})
@@ -96,6 +98,10 @@ def _handler(fake: FakeBedrock) -> type[BaseHTTPRequestHandler]:
                 return self.send_json(ERROR_STATUS.get(behaviour.code, 500), {"message": behaviour.message},
                                       error_type=behaviour.code)
             reply = behaviour if isinstance(behaviour, Reply) else Reply()
+            if parts[3] == "invoke":
+                answer, tokens = _invoke_body(model_id, body)
+                return self.send_bytes(200, json.dumps(answer).encode(), "application/json",
+                                       {"X-Amzn-Bedrock-Input-Token-Count": str(tokens)})
             if parts[3] == "converse":
                 return self.send_json(200, _converse_body(body, reply))
             frames = _stream_frames(body, reply)
@@ -105,6 +111,28 @@ def _handler(fake: FakeBedrock) -> type[BaseHTTPRequestHandler]:
             self.send_bytes(200, b"".join(frames), CONTENT_TYPE)
 
     return Handler
+
+
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """The fake's embedding of `text`: deterministic, unit length (Titan normalises; so does this)."""
+    raw = [int.from_bytes(hashlib.sha256(f"{i}:{text}".encode()).digest()[:4], "big") / 2**31 - 1.0
+           for i in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]
+
+
+def _invoke_body(model_id: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """InvokeModel for embedding models: Titan (one inputText) or Cohere (texts), and the input
+    token count Bedrock reports in X-Amzn-Bedrock-Input-Token-Count (here: 1 per 4 bytes, rounded up)."""
+    if "cohere.embed" in model_id:
+        texts = list(body["texts"])
+        tokens = sum(-(-len(t.encode()) // 4) for t in texts)
+        return {"id": "fake-id", "response_type": "embeddings_floats", "texts": texts,
+                "embeddings": [fake_vector(t, 1024) for t in texts]}, tokens
+    text = body["inputText"]
+    tokens = -(-len(text.encode()) // 4)
+    vector = fake_vector(text, int(body.get("dimensions", 1024)))
+    return {"embedding": vector, "inputTextTokenCount": tokens, "embeddingsByType": {"float": vector}}, tokens
 
 
 def _last_user_text(body: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Bedrock Converse behind the provider port: one attempt per `complete()`, typed errors.
+"""Bedrock Converse (chat) and InvokeModel (embeddings) behind the provider port: one attempt per call, typed errors.
 
 botocore makes the bounded retries inside that attempt (standard mode, `total_max_attempts`); the
 router owns fallback and the request deadline. Clients are guarded like every AWS client of the
@@ -7,8 +7,11 @@ retry that would not finish in time is vetoed. Each client's read timeout is fit
 """
 from __future__ import annotations
 
+import contextvars
+import json
 import time
-from typing import Any, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from chalicelib import deadline
 from chalicelib.aws.runtime_clients import (MIN_READ_TIMEOUT_S, ClientFor, runtime_client_factory,
@@ -16,8 +19,14 @@ from chalicelib.aws.runtime_clients import (MIN_READ_TIMEOUT_S, ClientFor, runti
 from chalicelib.aws.sts_credentials import AssumedRoleCredentials
 from chalicelib.chat import Completion
 from chalicelib.errors import DeadlineExceeded, GatewayError, RetryVetoed, Signal
-from chalicelib.providers import ProviderCall
+from chalicelib.providers import Embedded, EmbeddingCall, ProviderCall
+from chalicelib.providers.bedrock.embeddings import from_invoke_model, to_invoke_model
 from chalicelib.providers.bedrock.translate import from_converse, from_stream, map_error, to_converse
+
+
+# Embedding calls in flight at once per request (Titan takes one input a call); botocore's
+# connection pool holds 10 per client.
+EMBED_PARALLEL = 8
 
 
 class BedrockProvider:
@@ -50,6 +59,27 @@ class BedrockProvider:
             raise DeadlineExceeded("Bedrock answered after the deadline")
         return completion
 
+    def embed(self, call: EmbeddingCall) -> Embedded:
+        """InvokeModel for Titan / Cohere embeddings (bedrock/embeddings.py): one call per Titan
+        input or Cohere batch, up to EMBED_PARALLEL at once, all under the call's deadline."""
+        invocations = to_invoke_model(call)  # may raise InvalidRequest before any network work
+        remaining = call.deadline - self._monotonic()
+        if remaining < deadline.CONNECT_TIMEOUT_S + MIN_READ_TIMEOUT_S:
+            raise DeadlineExceeded("no time left to call Bedrock")
+        with deadline.bound(deadline.Deadline(call.deadline, 0.0, self._monotonic)):
+            try:
+                client = self._client_for(call.app, call.deployment, remaining)
+                answers = _each(lambda invocation: _invoke(client, invocation.kwargs), invocations)
+            except RetryVetoed as vetoed:
+                raise _translate(vetoed.last) from vetoed
+            except GatewayError:
+                raise
+            except Exception as exc:
+                raise _translate(exc) from exc
+        if self._monotonic() > call.deadline:
+            raise DeadlineExceeded("Bedrock answered after the deadline")
+        return from_invoke_model(call, answers)
+
     def _until_deadline(self, stream: Any, until: float) -> Iterator[Mapping[str, Any]]:
         # read_timeout bounds each socket read, not the whole stream: a model that trickles tokens
         # could otherwise run past the deadline.
@@ -62,6 +92,35 @@ class BedrockProvider:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+
+
+def _invoke(client: Any, kwargs: dict[str, Any]) -> tuple[Any, Mapping[str, str]]:
+    response = client.invoke_model(**kwargs)
+    try:
+        payload = json.loads(response["body"].read())
+    except ValueError:  # not JSON: Bedrock's fault, never quoted
+        payload = None
+    return payload, response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _each(work: Callable[[T], R], items: list[T]) -> list[R]:
+    """`work` on every item, up to EMBED_PARALLEL at once, results in order; the first failure
+    cancels what has not started and is raised. Each worker sees the caller's context (the bound
+    deadline, read by the client's hooks)."""
+    if len(items) == 1:
+        return [work(items[0])]
+    with ThreadPoolExecutor(max_workers=min(EMBED_PARALLEL, len(items))) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, work, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _translate(exc: BaseException) -> GatewayError:
