@@ -80,3 +80,52 @@ def test_no_canary_anywhere_the_gateway_writes(tmp_path: Path) -> None:
     output = server.output.read_text()
     for response in statuses.values():
         assert response.headers["x-request-id"] in output
+
+
+def test_no_canary_anywhere_embeddings_write(tmp_path: Path) -> None:
+    """The same search for `/v1/embeddings`: inputs, `user`, and the error paths that read them."""
+    from test_embeddings import embedding_catalog
+
+    catalog = tmp_path / "embedding-catalog.json"
+    catalog.write_text(json.dumps(embedding_catalog()))
+    with serve(tmp_path, env={"GARDEN_CATALOG": str(catalog)}) as server:
+        url = f"{server.base_url}/v1/embeddings"
+
+        def post(body: object, key_id: str = KEY_ID) -> requests.Response:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            auth = SigV4RequestsAuth(region="us-east-1", credentials=Credentials(key_id, SECRET))
+            return requests.post(url, data=data, auth=auth, timeout=10, headers={"content-type": "application/json"})
+
+        def embed(text: object, **extra: object) -> dict:
+            return {"model": "embed", "input": text, **extra}
+
+        statuses = {
+            "plain": post(embed(f"hello {CANARY}", user=CANARY)),
+            "list": post(embed([CANARY, f"mail {CANARY}@example.com"], encoding_format="base64", dimensions=64)),
+            "tokens": post(embed([CANARY, 1212, 318])),
+            "schema": post(embed(CANARY, encoding_format=CANARY)),
+            "empty": post(embed([CANARY, ""])),
+            "dimensions": post(embed(CANARY, dimensions=4096)),
+            "model": post({"model": CANARY, "input": CANARY}),
+            "kind": post({"model": "local-echo", "input": CANARY}),
+            "guardrail": post(embed([CANARY, f"{CANARY} guaranteed returns"])),
+            "pii_block": post(embed(f"{CANARY} 4111 1111 1111 1111"), key_id=BLOCK_KEY_ID),
+            "quota": post(embed(CANARY * 40), key_id=QUOTA_KEY_ID),
+            "too_long": post(embed(CANARY * 2000)),
+            "too_large": post(embed([CANARY * 1000] * 40)),
+            "nan": post(f'{{"model": "embed", "input": "{CANARY}", "dimensions": NaN}}'.encode()),
+        }
+        codes = {name: r.status_code for name, r in statuses.items()}
+        assert codes == {"plain": 200, "list": 200, "tokens": 400, "schema": 400, "empty": 400, "dimensions": 400,
+                         "model": 404, "kind": 400, "guardrail": 400, "pii_block": 400, "quota": 429,
+                         "too_long": 400, "too_large": 413, "nan": 400}
+
+    written = [p for p in server.home.rglob("*") if p.is_file()] + [server.output]
+    assert [str(p) for p in written if CANARY.encode() in p.read_bytes()] == []
+    audit_lines = [line for p in (server.home / "audit").rglob("*.jsonl") for line in p.read_text().splitlines()]
+    assert len(audit_lines) == len(statuses)
+    output = server.output.read_text()
+    for name, response in statuses.items():
+        assert response.headers["x-request-id"] in output
+        if name != "model":  # the model id a caller named is named back, as OpenAI does; no input ever is
+            assert CANARY not in response.text
