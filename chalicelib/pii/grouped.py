@@ -17,23 +17,56 @@ from chalicelib.pii.checksums import IBAN_LENGTHS, iban_valid, luhn_valid, ssn_v
 _CARD_BEFORE = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|maestro|discover|pan|cc|credit|debit)\b")
 
 
+# A table's cell border, "2019 | 2020": whitespace on one side of a "|" at least. A bare "|" joins.
+_CELL_BORDER = re.compile(r"\s+\|\s*|\|\s+")
+
+
 def cards(text: str, out: list[Cand]) -> None:
     for m in P.CARD_RUN.finditer(text):
-        offset = m.start()
-        if ":" in m.group() and _in_ipv6(text, offset, m.end()):
+        if ":" in m.group() and _in_ipv6(text, m.start(), m.end()):
             continue  # "3230:6269:4442:7352:eb61:..." is an address, whatever its digits
-        groups = [g.span() for g in P.GROUP.finditer(m.group())]
-        sizes = [e - b for b, e in groups]
-        shaped = _card_shaped(sizes)
-        if shaped or (13 <= sum(sizes) <= 19 and _CARD_BEFORE.search(text, max(0, offset - 40), offset)):
-            digits = "".join(m.group()[b:e] for b, e in groups)
-            if digits[0] in "123456" and luhn_valid(digits):
-                add(out, offset, m.end(), "CREDIT_DEBIT_NUMBER", 1.0)
-                continue
-            if shaped:  # a mistyped card is still not a phone number or a shorter card
-                out.append((offset, m.end(), BLOCK, 0.0, 3, -1))
-                continue
-        _card_windows(m.group(), offset, groups, sizes, out)
+        if _in_hex_token(text, m.start(), m.end()):
+            continue  # "91afc4c2917059721285db72...": a hash's digits
+        if "|" in m.group():  # the cells of a table row are separate numbers
+            cut = m.start()
+            for border in _CELL_BORDER.finditer(text, m.start(), m.end()):
+                _card_run(text, cut, border.start(), out)
+                cut = border.end()
+            _card_run(text, cut, m.end(), out)
+        else:
+            _card_run(text, m.start(), m.end(), out)
+
+
+def _card_run(text: str, offset: int, end: int, out: list[Cand]) -> None:
+    run = text[offset:end]
+    groups = [g.span() for g in P.GROUP.finditer(run)]
+    sizes = [e - b for b, e in groups]
+    shaped = _card_shaped(sizes)
+    if shaped or (13 <= sum(sizes) <= 19 and _CARD_BEFORE.search(text, max(0, offset - 40), offset)):
+        digits = "".join(run[b:e] for b, e in groups)
+        if digits[0] in "123456" and luhn_valid(digits):
+            add(out, offset, end, "CREDIT_DEBIT_NUMBER", 1.0)
+            return
+        if shaped:  # a mistyped card is still not a phone number or a shorter card
+            out.append((offset, end, BLOCK, 0.0, 3, -1))
+            return
+    _card_windows(run, offset, groups, sizes, out)
+
+
+def _in_hex_token(text: str, b: int, e: int) -> bool:
+    """A run with hex letters glued on both sides, inside one token of hex digits and dashes of 16+
+    characters touching no other letter: a hash or a UUID. "card4111...", "4111...abc" are not."""
+    if not (b and e < len(text) and text[b - 1] in _HEX and text[e] in _HEX):
+        return False
+    while b and text[b - 1] in _HEX_OR_DASH:
+        b -= 1
+    while e < len(text) and text[e] in _HEX_OR_DASH:
+        e += 1
+    return e - b >= 16 and not (b and text[b - 1].isalnum()) and not (e < len(text) and text[e].isalnum())
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+_HEX_OR_DASH = _HEX | {"-"}
 
 
 def _in_ipv6(text: str, b: int, e: int) -> bool:
@@ -123,7 +156,8 @@ def ibans(text: str, out: list[Cand]) -> None:
 def _iban(s: str, offset: int, out: list[Cand], claim: bool) -> int:
     """Find the IBAN at the start of `s`; return where it ends in the text, 0 if none. A mistyped
     one is claimed (BLOCK, so no card hides inside) only when `claim` and it is grouped like an
-    IBAN: inside another token ("...GPAE34 pay IT14") two letters and two digits are a coincidence."""
+    IBAN: inside another token ("...GPAE34 pay IT14") two letters and two digits are a coincidence.
+    Valid or not, it must be grouped like an IBAN."""
     want = IBAN_LENGTHS.get(s[:2].upper())
     if want is None:
         return 0
@@ -141,15 +175,18 @@ def _iban(s: str, offset: int, out: list[Cand], claim: bool) -> int:
         if count > want + 2:
             break
     end = exact or near
+    groups = groups[: len(P.ALNUM_GROUP.findall(s, 0, end))]
     if not end:
         return 0
     compact = "".join(P.ALNUM_GROUP.findall(s, 0, end)).upper()
     if 2 * sum(c.isdigit() for c in compact[4:]) < len(compact) - 4:
         return 0  # mostly letters after the check digits: words ("de12 this is a test"), not a BBAN
+    if not _grouped_like_an_iban(groups):
+        return 0  # "...-ba02-472c252d4a5f took": a UUID's tail and a word, whatever mod-97 says
     if exact and iban_valid(compact):
         add(out, offset, offset + end, "INTERNATIONAL_BANK_ACCOUNT_NUMBER", 1.0)
         return offset + end
-    if claim and _grouped_like_an_iban(groups[: len(P.ALNUM_GROUP.findall(s, 0, end))]):
+    if claim:
         out.append((offset, offset + end, BLOCK, 0.0, 4, -1))
         return offset + end
     return 0

@@ -29,12 +29,13 @@ GROUP = re.compile(r"[0-9]+")
 # Card candidates: 13+ digits in groups joined by any short run (1-3) of separators, mixed
 # ("4111.1111/1111_1111", tabs, newlines, double spaces): anything but a letter or digit of any
 # script, '"' or "@" (so a JSON string boundary never joins: tool arguments are redacted in place,
-# and CJK words between numbers keep them apart). Letters may touch the run ("card4111...",
-# "...1111abc"): Luhn, not the neighbourhood, keeps precision. A lookahead first counts 13 digits
-# with a one-class approximation of the separators (any non-ASCII character), so a short number
-# costs one C-level probe; the exact separator class (an alternation, slower) runs only on runs.
-_CARD_GAP = r"[\s!#-/:-?\[-`{-~\x80-\U0010ffff]"
-CARD_SEP = r'(?:[^\w"@]|_)'
+# and CJK words between numbers keep them apart), "," or ";" (a CSV row or a list of numbers is
+# not one number, as before). Letters may touch the run ("card4111...", "...1111abc"): Luhn, not
+# the neighbourhood, keeps precision. A lookahead first counts 13 digits with a one-class
+# approximation of the separators (any non-ASCII character), so a short number costs one C-level
+# probe; the exact separator class (an alternation, slower) runs only on runs.
+_CARD_GAP = r"[\s!#-+\--/:<-?\[-`{-~\x80-\U0010ffff]"
+CARD_SEP = r'(?:[^\w"@,;]|_)'
 CARD_RUN = re.compile(rf"[0-9](?<![0-9][0-9])(?=(?:{_CARD_GAP}{{0,3}}[0-9]){{12}})[0-9]*(?:{CARD_SEP}{{1,3}}[0-9]+)*")
 
 # SSN: AAA-GG-SSSS with any short run of spaces, dashes (en dashes are dashes in the view), dots,

@@ -183,6 +183,7 @@ DISGUISED = [
     *[(f"card {sep.join(CARD_GROUPS)} ok", [(CARD, sep.join(CARD_GROUPS))])
       for sep in (".", "/", "_", "  ", "\t", "\n", " - ", ":", "\r\n", NBSP, NNBSP, EN, "\u2014", "\u2212", "\u3000")],
     ("card 4111 1111-1111.1111/ok", [(CARD, "4111 1111-1111.1111")]),
+    ("card 4111|1111|1111|1111", [(CARD, "4111|1111|1111|1111")]),  # a bare "|" joins
     ("card 4111_1111 1111\t1111.", [(CARD, "4111_1111 1111\t1111")]),
     (f"card {FW_CARD}.", [(CARD, FW_CARD)]),
     (f"card {AR_CARD}.", [(CARD, AR_CARD)]),
@@ -250,6 +251,10 @@ DISGUISED_NEGATIVES = [
     "tokens asiapacificregionx and AsiaPacificRegionX",  # AKIA/ASIA-shaped words are not keys
     "class Pass\u200bword: str",
     "refs INV123-45-6789 and ID078-05-1120",  # SSN-shaped ids glued to letters other than "ssn"
+    "| 4111 | 1111 | 1111 | 1111 |\n|4111 |1111| 1111 |1111|",  # table cells are separate numbers
+    "req=39698380-6f80-4c77-ba02-472c252d4a5f took 534ms",  # a UUID's tail is not a Bosnian IBAN
+    "commit 91afc4c2917059721285db7290a1b2c3d4e5f6a7 and sha ab4111111111111111cd00",  # hashes' digits
+    "ids 8213,2004,8,4111,1111,1111,1111 and 4111, 1111, 1111, 1111",  # lists: a comma does not join
     "\u8ba2\u53554111\u53f71111\u51431111\u4e2a1111",  # numbers kept apart by CJK words, not separators
     "\u0437\u0430\u043a\u0430\u0437 4111 \u043d\u043e\u043c 1111 \u0441\u0443\u043c 1111\u0434 1111",
 ]
