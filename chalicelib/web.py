@@ -92,7 +92,8 @@ def fault(exc: Exception, rid: str) -> Response:
 
 def unknown_route() -> Response:
     """An unknown path (local mode: API Gateway answers these itself in AWS). Nothing is echoed."""
-    return _error(NotFound("no such route: the gateway serves /v1/chat/completions, /v1/models and /health",
+    return _error(NotFound("no such route: the gateway serves /v1/chat/completions, /v1/embeddings, /v1/models "
+                           "and /health",
                            code="unknown_route"))
 
 
