@@ -273,3 +273,32 @@ def test_embedding_models_follow_the_same_lifecycle() -> None:
     with pytest.raises(InvalidRequest) as mismatch:
         stages.model(upgrading, "embed-old", record, kind="chat")
     assert mismatch.value.code == "model_kind_mismatch"
+
+
+def test_through_make_run_with_the_openai_sdk(tmp_path: Path) -> None:
+    """The headers survive the local server, and the official SDK reads the answers as OpenAI's."""
+    import openai
+    from botocore.credentials import Credentials
+    from local_server import serve
+    from support import SECRET
+
+    from client.garden_auth import openai_client
+
+    catalog = tmp_path / "lifecycle-catalog.json"
+    catalog.write_text(json.dumps(lifecycle_catalog()))
+    messages = [{"role": "user", "content": "lifecycle please"}]
+    with serve(tmp_path, {"GARDEN_CATALOG": str(catalog)}) as server:
+        def sdk(key_id: str) -> openai.OpenAI:
+            return openai_client(f"{server.base_url}/v1", region="us-east-1", credentials=Credentials(key_id, SECRET),
+                                 max_retries=0)
+
+        for stream in (False, True):
+            raw = sdk(KEY_ID).chat.completions.with_raw_response.create(model="legacy", messages=messages,
+                                                                         stream=stream)
+            assert {name: raw.headers.get(name) for name in LEGACY_HEADERS} == LEGACY_HEADERS
+        assert sdk(KEY_ID).chat.completions.create(model="retired", messages=messages).model == "next"
+        with pytest.raises(openai.APIStatusError) as gone:
+            sdk(QUOTA_KEY_ID).chat.completions.create(model="retired", messages=messages)
+        assert gone.value.status_code == 410 and gone.value.code == "model_retired"
+        lifecycles = {m.id: m.model_extra["lifecycle"] for m in sdk(KEY_ID).models.list()}
+        assert lifecycles["legacy"]["successor"] == "next" and lifecycles["next"] == {"status": "active"}
