@@ -21,6 +21,7 @@ from chalicelib.settings import Settings  # noqa: E402
 
 EXAMPLE = read_env_file(ROOT / "infra" / "examples" / "prod-example.env")
 API_ROLE, SWEEP_ROLE = "execution-garden-prod-api_handler", "execution-garden-prod-sweep_reservations"
+LIFECYCLE_ROLE = "execution-garden-prod-check_model_lifecycle"
 
 
 @pytest.mark.parametrize(("template", "rendered"), sorted(RENDERED.items()))
@@ -42,6 +43,9 @@ def test_prod_stage_settings_are_valid_and_all_aws() -> None:
     sweep = prod["lambda_functions"]["sweep_reservations"]
     assert sweep == {"autogen_policy": False, "iam_policy_file": "policy-sweep-prod.json",
                      "reserved_concurrency": 1}
+    lifecycle = prod["lambda_functions"]["check_model_lifecycle"]
+    assert lifecycle == {"autogen_policy": False, "iam_policy_file": "policy-lifecycle-prod.json",
+                         "reserved_concurrency": 1}
 
 
 def _actions(policy: dict[str, Any]) -> set[str]:
@@ -64,6 +68,16 @@ def test_sweep_may_touch_the_ledger_table_and_nothing_else() -> None:
     assert {"sts:AssumeRole", "s3:PutObject", "comprehend:DetectPiiEntities"} <= _actions(api)
 
 
+def test_the_lifecycle_check_may_list_bedrock_models_and_nothing_else() -> None:
+    lifecycle = json.loads((ROOT / ".chalice" / "policy-lifecycle-prod.json").read_text())
+    api = json.loads((ROOT / ".chalice" / "policy-prod.json").read_text())
+    assert {a.split(":")[0] for a in _actions(lifecycle)} == {"logs", "xray", "ec2", "bedrock"}
+    assert {a for a in _actions(lifecycle) if a.startswith("bedrock:")} == {"bedrock:ListFoundationModels"}
+    logs = [s for s in lifecycle["Statement"] if s["Sid"] == "OwnLogGroupOnly"][0]["Resource"]
+    assert all(f"/aws/lambda/{LIFECYCLE_ROLE}" in r for r in logs)  # its own group: its findings are logs
+    assert "bedrock:ListFoundationModels" not in _actions(api)  # only the scheduled check lists models
+
+
 def test_the_makefile_packages_with_the_names_the_trust_policy_knows() -> None:
     package = (ROOT / "Makefile").read_text().split("\npackage:", 1)[1].split("\n\n", 1)[0]
     assert "--merge-template .chalice/merge-prod.json" in package
@@ -78,12 +92,15 @@ def test_chalice_package_names_roles_and_functions_and_attaches_each_policy(tmp_
                     str(out)], cwd=ROOT, check=True, capture_output=True, timeout=240)
     resources = json.loads((out / "sam.json").read_text())["Resources"]
     roles = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
-    assert {p["RoleName"] for p in roles.values()} == {API_ROLE, SWEEP_ROLE}
+    assert {p["RoleName"] for p in roles.values()} == {API_ROLE, SWEEP_ROLE, LIFECYCLE_ROLE}
     functions = {r["Properties"]["Handler"]: r["Properties"] for r in resources.values()
                  if r["Type"] == "AWS::Serverless::Function"}
     assert functions["app.app"]["FunctionName"] == "execution-garden-prod"
     assert functions["app.sweep_reservations"]["FunctionName"] == SWEEP_ROLE
     assert functions["app.sweep_reservations"]["ReservedConcurrentExecutions"] == 1
+    assert functions["app.check_model_lifecycle"]["FunctionName"] == LIFECYCLE_ROLE
+    assert functions["app.check_model_lifecycle"]["ReservedConcurrentExecutions"] == 1
     policies = {p["RoleName"]: p["Policies"][0]["PolicyDocument"] for p in roles.values()}
     assert policies[API_ROLE] == json.loads((ROOT / ".chalice" / "policy-prod.json").read_text())
     assert policies[SWEEP_ROLE] == json.loads((ROOT / ".chalice" / "policy-sweep-prod.json").read_text())
+    assert policies[LIFECYCLE_ROLE] == json.loads((ROOT / ".chalice" / "policy-lifecycle-prod.json").read_text())
