@@ -18,11 +18,11 @@ from chalicelib.catalog import Catalog
 from chalicelib.guardrails import Guardrail
 from chalicelib.identity import Identity
 from chalicelib.incoming import IncomingRequest
+from chalicelib.lazy import OnFirstUse
 from chalicelib.openai_api import responses
 from chalicelib.pii import PiiDetector
 from chalicelib.pipeline.chat import ChatRoute
-from chalicelib.pipeline.embeddings import EmbeddingsRoute
-from chalicelib.pipeline.governed import GatewayResponse, Governed, error_response, new_request_id
+from chalicelib.pipeline.governed import GatewayResponse, Governed, Route, error_response, new_request_id
 from chalicelib.pipeline.stages import Stages
 from chalicelib.quota import QuotaKeeper
 from chalicelib.record import RequestRecord
@@ -55,13 +55,14 @@ class Pipeline:
                                   request_timeout_s=request_timeout_s, clock=clock, monotonic=monotonic)
         self._stages = Stages(catalog=catalog, identity=identity, quota=quota, pii=pii, guardrail=guardrail)
         self._chat = ChatRoute(self._stages, router, self._governed)
-        self._embeddings = EmbeddingsRoute(self._stages, router, self._governed)
+        # Built on the first embeddings request: a chat-only container never loads its modules.
+        self._embeddings = OnFirstUse(lambda: _embeddings_route(self._stages, router, self._governed))
 
     def chat_completions(self, request: IncomingRequest) -> GatewayResponse:
         return self._governed(request, "chat.completions", self._chat)
 
     def embeddings(self, request: IncomingRequest) -> GatewayResponse:
-        return self._governed(request, "embeddings", self._embeddings)
+        return self._governed(request, "embeddings", self._embeddings())
 
     def list_models(self, request: IncomingRequest) -> GatewayResponse:
         def run(req: IncomingRequest, record: RequestRecord) -> GatewayResponse:
@@ -79,3 +80,9 @@ class Pipeline:
 
     def sweep_expired_reservations(self) -> int:
         return self._quota.sweep(self.catalog.apps)
+
+
+def _embeddings_route(stages: Stages, router: Router, frame: Governed) -> Route:
+    from chalicelib.pipeline.embeddings import EmbeddingsRoute
+
+    return EmbeddingsRoute(stages, router, frame)
