@@ -179,6 +179,8 @@ def _providers(settings: Settings, catalog: Catalog) -> dict[str, Any]:
         providers["local-embed"] = LocalEmbedProvider()
     if "bedrock" in used:
         providers["bedrock"] = _bedrock(settings)
+    if "openai" in used:
+        providers["openai"] = _openai(settings)
     return providers
 
 
@@ -195,6 +197,22 @@ def _bedrock(settings: Settings) -> Any:
             credentials = AssumedRoleCredentials(sts, settings.ops_role_arn)
         factory = bedrock_client_factory(settings.bedrock_region, credentials, settings.bedrock_max_attempts)
         return BedrockProvider(client_for=factory)
+
+    return _BuiltOnFirstCall(build)
+
+
+def _openai(settings: Settings) -> Any:
+    # One connection pool per container; keys from SSM in the gateway's own account and region
+    # (GetParameter, WithDecryption), or from the environment variable a deployment names.
+    def build() -> Any:
+        import os
+
+        from chalicelib.providers.openai.keys import ApiKeys
+        from chalicelib.providers.openai.provider import OpenAIProvider
+        from chalicelib.providers.upstream_http import HttpPool
+
+        ssm = _aws_client("ssm", settings.aws_region, read_timeout=2)
+        return OpenAIProvider(HttpPool(), ApiKeys(ssm, os.environ))
 
     return _BuiltOnFirstCall(build)
 

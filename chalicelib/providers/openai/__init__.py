@@ -1,0 +1,2 @@
+"""OpenAI-compatible upstreams (`"provider": "openai"`): pure translation + a thin caller over the
+shared HTTP plumbing (chalicelib/providers/upstream_http.py)."""
