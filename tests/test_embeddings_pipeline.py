@@ -212,3 +212,23 @@ def test_bedrock_refusing_the_input_is_a_400_and_frees_the_quota(tmp_path: Path,
     error = json.loads(response.body)["error"]
     assert error["code"] == "upstream_validation" and "SECRET-PROMPT-TEXT" not in error["message"]
     assert (usage.tokens, usage.reserved) == (0, 0)
+
+
+def test_the_catalogs_default_size_is_asked_for_when_the_caller_names_none(tmp_path: Path, fake: FakeBedrock) -> None:
+    raw = bedrock_catalog()
+    raw["models"]["titan"]["dimensions"]["default"] = 512
+    with running_garden(tmp_path, env={"GARDEN_BEDROCK_REGION": "us-east-1"}, catalog=parse_catalog(raw)) as g:
+        response = embed(g, {"model": "titan", "input": "x"})
+    assert response.status_code == 200, response.body
+    assert fake.requests[0][1]["dimensions"] == 512
+    assert len(json.loads(response.body)["data"][0]["embedding"]) == 512
+
+
+def test_an_answer_too_big_for_a_lambda_response_is_refused_before_any_call(recorded: Any) -> None:
+    g, provider, _ = recorded
+    inputs = ["x"] * 2048  # 2,048 x 256 floats: over 6 MB as JSON numbers, under it as base64
+    too_big = embed(g, {"model": "embed", "input": inputs})
+    assert too_big.status_code == 413 and json.loads(too_big.body)["error"]["code"] == "response_too_large"
+    assert provider.calls == []
+    as_base64 = embed(g, {"model": "embed", "input": inputs, "encoding_format": "base64"})
+    assert as_base64.status_code == 200 and len(as_base64.body) < 6_000_000

@@ -47,7 +47,7 @@ class EmbeddingsRoute:
         app = stages.identify(request, record)
         embeddings = parse_embeddings_request(request.body)
         model = stages.model(app, embeddings.model, record, kind="embedding")
-        _check_dimensions(model, embeddings)
+        dimensions = _dimensions(model, embeddings)
         reservation = self._quota.reserve(app, _estimate(model, embeddings.inputs), 0,
                                           reservation_id=request.request_id)
         record.reserved_tokens = reservation.tokens
@@ -57,14 +57,14 @@ class EmbeddingsRoute:
             # What the model will see may have grown (placeholders, masks): hold it before paying.
             reservation = self._quota.top_up(app, reservation, _estimate(model, inputs))
             record.reserved_tokens = reservation.tokens
-            routed = self._router.embed(app, model, inputs, embeddings.dimensions, self._frame.deadline_at())
+            routed = self._router.embed(app, model, inputs, dimensions, self._frame.deadline_at())
             record.deployment, record.attempts = routed.deployment.name, routed.attempts
         except BaseException:
             self._quota.release(reservation)  # no model call was paid for
             raise
         embedded = routed.result
         try:
-            _check_answer(embedded, inputs, embeddings)
+            _check_answer(embedded, inputs, dimensions, embeddings.encoding_format)
             # model.id: the model that served, a retired one's successor when auto-upgraded (else as asked).
             body = responses.embeddings_body(model.id, embedded.vectors, embedded.prompt_tokens,
                                              embeddings.encoding_format)
@@ -101,9 +101,10 @@ class EmbeddingsRoute:
         return tuple(verdict.texts)
 
 
-def _check_dimensions(model: Model, embeddings: EmbeddingsRequest) -> None:
-    """`dimensions` only where the catalog says the model takes it, and only a size it accepts; and
-    an answer whose size is known must fit in a Lambda response (checked before anything is paid)."""
+def _dimensions(model: Model, embeddings: EmbeddingsRequest) -> int | None:
+    """The size to ask the provider for: the caller's, only where the catalog says the model takes
+    it and only a size it accepts; else the catalog's default (None: the model has one size). An
+    answer whose size is known must fit in a Lambda response: checked before anything is paid."""
     wanted = embeddings.dimensions
     if wanted is not None and (model.dimensions is None or not model.dimensions.accepts(wanted)):
         raise InvalidRequest(f"dimensions: the model '{model.id}' does not accept this size", param="dimensions",
@@ -111,15 +112,15 @@ def _check_dimensions(model: Model, embeddings: EmbeddingsRequest) -> None:
     size = wanted or (model.dimensions.default if model.dimensions is not None else None)
     if size is not None:
         _check_size(len(embeddings.inputs) * size, embeddings.encoding_format)
+    return size
 
 
-def _check_answer(embedded: Embedded, inputs: tuple[str, ...], embeddings: EmbeddingsRequest) -> None:
+def _check_answer(embedded: Embedded, inputs: tuple[str, ...], size: int | None, encoding_format: str) -> None:
     if len(embedded.vectors) != len(inputs):
         raise UpstreamError("the provider answered for a different number of inputs", code="upstream_malformed_output")
-    wanted = embeddings.dimensions
-    if wanted is not None and any(len(v) != wanted for v in embedded.vectors):
+    if size is not None and any(len(v) != size for v in embedded.vectors):
         raise UpstreamError("the provider answered with another size than asked", code="upstream_malformed_output")
-    _check_size(sum(len(v) for v in embedded.vectors), embeddings.encoding_format)
+    _check_size(sum(len(v) for v in embedded.vectors), encoding_format)
 
 
 def _check_size(values: int, encoding_format: str) -> None:
