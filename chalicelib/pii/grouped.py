@@ -161,24 +161,23 @@ def _iban(s: str, offset: int, out: list[Cand], claim: bool) -> int:
     want = IBAN_LENGTHS.get(s[:2].upper())
     if want is None:
         return 0
-    groups: list[str] = []
-    exact = near = 0  # where the groups add up to the country's length, or to within 2 of it
-    count = 0
+    groups: list[str] = []  # up to where the groups add up to the country's length, or within 2
+    end = count = groups_end = 0
     for g in P.ALNUM_GROUP.finditer(s):
-        groups.append(g.group())
-        count += len(groups[-1])
-        if count == want:
-            exact = g.end()
-            break
-        if abs(count - want) <= 2:
-            near = g.end()
+        count += g.end() - g.start()
         if count > want + 2:
             break
-    end = exact or near
-    groups = groups[: len(P.ALNUM_GROUP.findall(s, 0, end))]
+        if count >= want - 2:
+            groups_end = len(groups) + 1
+            end = g.end()
+        groups.append(g.group())
+        if count == want:
+            break
     if not end:
         return 0
-    compact = "".join(P.ALNUM_GROUP.findall(s, 0, end)).upper()
+    groups = groups[:groups_end]
+    exact = sum(map(len, groups)) == want
+    compact = "".join(groups).upper()
     if 2 * sum(c.isdigit() for c in compact[4:]) < len(compact) - 4:
         return 0  # mostly letters after the check digits: words ("de12 this is a test"), not a BBAN
     if not _grouped_like_an_iban(groups):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from chalicelib.pii.checksums import IBAN_LENGTHS
+
 # After the first digit: it is not glued to a letter/digit/_, nor glued to one via "/" ("1/2"),
 # and has no "-" or "." right before it (a minus sign, "ORD-123456789", ".123456789", "v1.2").
 # A comma does not glue: "4111...,6011..." is a CSV row, and amounts ("1,234,567") have 3-digit
@@ -53,8 +55,9 @@ SSN_SHAPE = re.compile(
 # decides. The pass starts on the check digits (rare) rather than the letters (everywhere), then
 # looks back for the country.
 _IBAN_SEP = r"[ \t._/-]{1,2}"
+_IBAN_COUNTRY = "|".join(sorted(IBAN_LENGTHS))  # checked in C: most letter pairs are no country
 IBAN = re.compile(
-    r"[0-9](?<=[A-Za-z]{2}[0-9])[0-9]"
+    rf"[0-9](?<=[A-Za-z]{{2}}[0-9])(?i:(?<=(?:{_IBAN_COUNTRY})[0-9]))[0-9]"
     rf"(?:(?:{_IBAN_SEP})?[A-Za-z0-9]){{11,32}}(?![0-9A-Za-z])"
 )
 ALNUM_GROUP = re.compile(r"[A-Za-z0-9]+")
