@@ -46,8 +46,9 @@ class Stages:
         it (else 410). The record names the model that serves."""
         model = self.catalog_model(app, model_id, record)
         if kind is not None and model.kind != kind:
-            route = "/v1/embeddings" if model.kind == "embedding" else "/v1/chat/completions"
-            raise InvalidRequest(f"the model '{model_id}' is a {model.kind} model: call it on {route}",
+            what, route = (("an embedding", "/v1/embeddings") if model.kind == "embedding"
+                           else ("a chat", "/v1/chat/completions"))
+            raise InvalidRequest(f"the model '{model_id}' is {what} model: call it on {route}",
                                  code="model_kind_mismatch", param="model")
         if model.status == "retired":
             # A successor has the same kind (catalog.py checks), so the route still fits.
