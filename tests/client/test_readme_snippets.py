@@ -48,7 +48,7 @@ def run(block: str, server: Server, env: dict[str, str], cwd: Path) -> str:
 
 def test_there_are_snippets_to_run() -> None:
     assert len(blocks(ROOT / "client" / "README.md")) == 3
-    assert len(blocks(ROOT / "README.md")) == 2
+    assert len(blocks(ROOT / "README.md")) == 3
 
 
 @pytest.mark.parametrize("index", range(3))
@@ -58,9 +58,9 @@ def test_client_readme_snippets_run_as_written(demo: tuple[Server, dict[str, str
     assert "Hello" in output or "local-echo" in output
 
 
-@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("index", range(3))
 def test_readme_calling_the_gateway_snippets_run_as_written(demo: tuple[Server, dict[str, str]], index: int) -> None:
     server, env = demo
     output = run(blocks(ROOT / "README.md")[index], server, env, ROOT)
-    expected = ["Card [CREDIT_DEBIT_NUMBER], mail [EMAIL]\nstream this\n", "200 hello\n"][index]
+    expected = ["Card [CREDIT_DEBIT_NUMBER], mail [EMAIL]\nstream this\n", "200 hello\n", "2 64 6\n"][index]
     assert output == expected
