@@ -173,3 +173,14 @@ def test_status_mapping(status: int, error: type, fallback: bool, signal: Signal
 def test_transport_mapping(kind: str, fallback: bool, signal: Signal) -> None:
     mapped = translate.map_transport(kind)
     assert mapped.fallback is fallback and mapped.signal is signal
+
+
+@pytest.mark.parametrize(("status", "body", "refused"), [
+    (401, b"", True),
+    (400, b'{"error": {"message": "No connected db.", "type": "no_db_connection", "code": "400"}}', True),
+    (403, b'{"error": {"message": "SECRET-PROMPT-TEXT", "type": "auth_error"}}', True),
+    (400, b'{"error": {"message": "SECRET-PROMPT-TEXT", "type": "invalid_request_error"}}', False),
+    (400, b"<html>not json</html>", False), (400, b"[1]", False), (500, b'{"error": {"type": "auth_error"}}', False),
+])
+def test_key_refusals_are_read_from_the_status_or_the_error_type_only(status: int, body: bytes, refused: bool) -> None:
+    assert translate.key_refused(status, body) is refused

@@ -66,16 +66,18 @@ class OpenAIProvider:
         with deadline.bound(deadline.Deadline(until, 0.0, self._monotonic)):
             key = self._keys.get(deployment)
             response = self._send(url, payload, key, until, stream)
-            if response.status == 401:
-                _discard(response)
+            if 200 <= response.status < 300:
+                return response
+            refused = translate.key_refused(response.status, _discard(response))
+            if refused:  # rotated under us? one more try with the key SSM holds now
                 key = self._keys.refresh(deployment, key)
                 if key is None:
                     raise translate.map_status(401)
                 response = self._send(url, payload, key, until, stream)
-        if not 200 <= response.status < 300:
-            _discard(response)
-            raise translate.map_status(response.status)
-        return response
+                if 200 <= response.status < 300:
+                    return response
+                refused = translate.key_refused(response.status, _discard(response))
+        raise translate.map_status(401 if refused else response.status)
 
     def _send(self, url: str, payload: bytes, key: str | None, until: float, stream: bool) -> Response:
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
@@ -110,10 +112,12 @@ def _events(response: Response) -> Iterator[str]:
     yield from decoder.end()
 
 
-def _discard(response: Response) -> None:
-    """An error answer: its body is drained (when small, so the connection is kept) and never read."""
+def _discard(response: Response) -> bytes:
+    """An error answer's body (when small; drained, so the connection is kept). Only translate.key_refused
+    reads it, for the error's type: its message may quote the prompt."""
     try:
-        response.read_all(64 * 1024)
+        return response.read_all(64 * 1024)
     except TransportError:
-        pass
-    response.close()
+        return b""
+    finally:
+        response.close()

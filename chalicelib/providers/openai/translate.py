@@ -263,6 +263,25 @@ def map_status(status: int) -> GatewayError:
     return UpstreamError("the upstream returned an unexpected status", code="upstream_error", signal=Signal.NONE)
 
 
+# Error types that say the key was not accepted, whatever the status: LiteLLM's own (`auth_error`),
+# and what a LiteLLM tier without its database answers for any key but the master key (400
+# `no_db_connection`: it cannot look the key up). Only the type is read, never the message.
+_KEY_REFUSED_TYPES = {"auth_error", "no_db_connection"}
+
+
+def key_refused(status: int, payload: bytes) -> bool:
+    """Whether a non-2xx answer means the upstream did not accept the gateway's API key."""
+    if status == 401:
+        return True
+    if status not in (400, 403):
+        return False
+    try:
+        error = json.loads(payload).get("error")
+        return isinstance(error, dict) and error.get("type") in _KEY_REFUSED_TYPES
+    except (ValueError, AttributeError, RecursionError):
+        return False
+
+
 def stream_error(error: Any) -> GatewayError:
     """An `error` object inside a 200 stream (LiteLLM sends one when its upstream fails mid-answer):
     its numeric code, where it has one, says which HTTP error it would have been."""
