@@ -177,26 +177,49 @@ def _providers(settings: Settings, catalog: Catalog) -> dict[str, Any]:
         from chalicelib.providers.local_embed import LocalEmbedProvider
 
         providers["local-embed"] = LocalEmbedProvider()
+    # One operations-role session per app, shared by every AWS provider: one STS call per app an hour.
+    ops_role = OnFirstUse(lambda: _ops_role(settings))
     if "bedrock" in used:
-        providers["bedrock"] = _bedrock(settings)
+        providers["bedrock"] = _bedrock(settings, ops_role)
+    if "sagemaker" in used:
+        providers["sagemaker"] = _sagemaker(settings, ops_role)
     if "openai" in used:
         providers["openai"] = _openai(settings)
     return providers
 
 
-def _bedrock(settings: Settings) -> Any:
+def _ops_role(settings: Settings) -> Any:
+    """Per-app credentials in the operations account; None: the default chain (the Lambda role)."""
+    if not settings.ops_role_arn:
+        return None
+    from chalicelib.aws.sts_credentials import AssumedRoleCredentials
+
+    sts = _aws_client("sts", settings.bedrock_region, read_timeout=2)
+    return AssumedRoleCredentials(sts, settings.ops_role_arn)
+
+
+def _bedrock(settings: Settings, ops_role: Callable[[], Any]) -> Any:
     def build() -> Any:
         from chalicelib.providers.bedrock.provider import BedrockProvider, bedrock_client_factory
 
         _quiet_botocore()
-        credentials = None
-        if settings.ops_role_arn:
-            from chalicelib.aws.sts_credentials import AssumedRoleCredentials
-
-            sts = _aws_client("sts", settings.bedrock_region, read_timeout=2)
-            credentials = AssumedRoleCredentials(sts, settings.ops_role_arn)
-        factory = bedrock_client_factory(settings.bedrock_region, credentials, settings.bedrock_max_attempts)
+        factory = bedrock_client_factory(settings.bedrock_region, ops_role(), settings.bedrock_max_attempts)
         return BedrockProvider(client_for=factory)
+
+    return _BuiltOnFirstCall(build)
+
+
+def _sagemaker(settings: Settings, ops_role: Callable[[], Any]) -> Any:
+    # Endpoints run where the deployment's `region` says, else where Bedrock is called (the router
+    # places them there too); boto3 honours AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME itself.
+    def build() -> Any:
+        from chalicelib.aws.runtime_clients import runtime_client_factory
+        from chalicelib.providers.sagemaker.provider import SageMakerProvider
+
+        _quiet_botocore()
+        factory = runtime_client_factory("sagemaker-runtime", settings.bedrock_region, ops_role(),
+                                         settings.bedrock_max_attempts)
+        return SageMakerProvider(client_for=factory)
 
     return _BuiltOnFirstCall(build)
 
