@@ -99,11 +99,17 @@ def _fold_char(ch: str) -> str:
 
 class _Folds(dict[int, str]):
     """Code point -> its view, computed on first sight; usable as a `str.translate` table, so an
-    unchanged run of non-ASCII text is checked in one C call."""
+    unchanged run of non-ASCII text is checked in one C call. Bounded: a caller sending every code
+    point there is must not grow a warm container's memory by a hundred megabytes."""
 
     def __missing__(self, code: int) -> str:
-        folded = self[code] = _fold_char(chr(code))
+        folded = _fold_char(chr(code))
+        if len(self) < _MAX_CACHED:
+            self[code] = folded
         return folded
+
+
+_MAX_CACHED = 1 << 16  # far more distinct characters than any language's text uses; a few MB
 
 
 _FOLDS = _Folds()

@@ -68,3 +68,12 @@ def test_every_view_span_maps_to_an_in_bounds_monotonic_original_span(text: str)
         for j in range(i + 1, min(n, i + 12) + 1):
             assert view.original(i, j) == (view.original(i, i + 1)[0], view.original(j - 1, j)[1])
     assert fold(view.text) == view.text or "\\" in view.text  # a view is its own view (escapes aside)
+
+
+def test_the_fold_cache_is_bounded() -> None:
+    from chalicelib import textnorm
+
+    rare = "".join(chr(c) for c in range(0x20000, 0x20000 + textnorm._MAX_CACHED + 1000))  # CJK ideographs
+    assert len(fold(rare)) == len(rare)
+    assert len(textnorm._FOLDS) <= textnorm._MAX_CACHED
+    assert fold("\uff14\u200b") == "4"  # still folds once the cache is full
