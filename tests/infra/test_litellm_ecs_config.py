@@ -114,3 +114,71 @@ def test_the_container_command_hands_the_parameter_to_litellm(tmp_path: Path) ->
     assert (tmp_path / "config.yaml").read_text() == CONFIG_TEXT
     assert (tmp_path / "mode").read_text().strip() == "-rw-------"
     assert "LITELLM_CONFIG_YAML=" not in (tmp_path / "env").read_text()
+
+
+def test_a_real_litellm_serves_this_config_through_the_containers_command(tmp_path: Path) -> None:
+    """The pinned LiteLLM proxy of tests/requirements-litellm.txt (`make litellm`), started as ECS
+    starts the task: both models served, and a failing call's prompt in none of its output."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    from litellm_proxy import EXECUTABLE
+
+    if not EXECUTABLE.exists():
+        pytest.skip(f"LiteLLM is not installed at {EXECUTABLE}: run `make litellm`")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (command,) = CONTAINER["Command"]
+    command = command.replace("/tmp/litellm-config.yaml", str(tmp_path / "config.yaml"))
+    command = command.replace("--port 4000", f"--host 127.0.0.1 --port {port}")
+    master = "sk-garden-test-master-key"
+    env = {"PATH": f"{EXECUTABLE.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "LITELLM_CONFIG_YAML": CONFIG_TEXT,
+           "LITELLM_MASTER_KEY": master, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
+           "NO_PROXY": "*", "PYTHONUNBUFFERED": "1"}  # the task's other variables: unset, as without AWS
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    output = tmp_path / "output.log"
+    with output.open("wb") as log:
+        process = subprocess.Popen(["/bin/sh", "-c", command], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, output.read_text(errors="replace")[-2000:]
+            try:
+                with opener.open(f"http://127.0.0.1:{port}/health/liveliness", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.3)
+        else:
+            pytest.fail(f"LiteLLM did not start: {output.read_text(errors='replace')[-2000:]}")
+
+        def call(path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode() if body else None,
+                headers={"Authorization": f"Bearer {master}", "Content-Type": "application/json"})
+            try:
+                with opener.open(request, timeout=30) as answer:
+                    return answer.status, json.load(answer)
+            except urllib.error.HTTPError as error:
+                return error.code, json.load(error)
+
+        status, models = call("/v1/models")
+        assert status == 200
+        assert {m["id"] for m in models["data"]} == {m["model_name"] for m in CONFIG["model_list"]}
+        canary = "CANARY-litellm-tier-9d41"
+        status, _ = call("/v1/chat/completions", {  # no provider key here: the call fails
+            "model": "azure-gpt-4o", "messages": [{"role": "user", "content": f"my account is {canary}"}]})
+        assert status >= 400
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    assert canary not in output.read_text(errors="replace")
