@@ -189,6 +189,12 @@ def test_sse_details_crlf_comments_other_fields_multiline_data() -> None:
     assert list(sse_data([raw])) == ['{"a":\n1}', "[DONE]"]
 
 
+def test_json_lines_are_read_as_events_too() -> None:
+    raw = b"".join(json.dumps(c).encode() + b"\n" for c in (chunk({"content": "a"}), chunk({"content": "b"}, "stop"),
+                                                            chunk(None, usage=USAGE)))
+    assert from_stream([raw[:7], raw[7:]]).content == "ab"
+
+
 def test_streamed_tool_calls_assemble_by_index() -> None:
     raw = sse(chunk({"role": "assistant"}),
               chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",

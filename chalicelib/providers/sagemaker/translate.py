@@ -149,7 +149,8 @@ def from_stream(parts: Iterable[bytes]) -> Completion:
 
 def sse_data(parts: Iterable[bytes]) -> Iterator[str]:
     """The `data` of each server-sent event in a byte stream cut at any point (even inside a UTF-8
-    character: lines are split on bytes first, and a newline byte never occurs inside a character)."""
+    character: lines are split on bytes first, and a newline byte never occurs inside a character).
+    A bare JSON line counts as one event too (LMI can stream JSON lines rather than SSE)."""
     buffer = bytearray()
     data: list[str] = []
     for part in parts:
@@ -179,6 +180,8 @@ def _line(raw: bytes, data: list[str]) -> str | None:
         event = "\n".join(data) if data else None
         data.clear()
         return event
+    if line.startswith("{") and not data:  # JSON lines, as some containers stream: one event each
+        return line
     name, _, value = line.partition(":")
     if name == "data":  # comments (":..."), event:, id:, retry: say nothing to us
         data.append(value.removeprefix(" "))
