@@ -154,10 +154,12 @@ def sse_data(parts: Iterable[bytes]) -> Iterator[str]:
     buffer = bytearray()
     data: list[str] = []
     for part in parts:
+        scan = len(buffer)  # what is buffered holds no newline: look only at the new bytes
         buffer += part
         start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
+        while (end := buffer.find(b"\n", scan)) >= 0:
             line, start = bytes(buffer[start:end]), end + 1
+            scan = start
             event = _line(line, data)
             if event is not None:
                 yield event
