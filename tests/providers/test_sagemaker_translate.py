@@ -101,6 +101,24 @@ def test_any_text_serialises_to_ascii_json() -> None:
     assert body.isascii() and json.loads(body)["messages"][0]["content"] == "zero\u200bwidth \U0001f600 \x00"
 
 
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(), stop=st.lists(st.text(min_size=1), max_size=3), stream=st.booleans(),
+       temperature=st.none() | st.floats(0, 2), top_p=st.none() | st.floats(0, 1))
+def test_botocore_accepts_whatever_a_request_holds(text: str, stop: list[str], stream: bool,
+                                                    temperature: float | None, top_p: float | None) -> None:
+    # No caller-controlled value reaches botocore in a form it refuses on the client side (issue 8).
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    call = sm_call(Message("user", text), component="ic-1", stop=tuple(stop), stream=stream,
+                   temperature=temperature, top_p=top_p)
+    operation = "InvokeEndpointWithResponseStream" if stream else "InvokeEndpoint"
+    report = ParamValidator().validate(invoke_kwargs(call.deployment, to_chat(call)),
+                                       model.operation_model(operation).input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
 def embedding_call(*inputs: str, dimensions: int | None = None) -> EmbeddingCall:
     return EmbeddingCall(make_app(), Deployment("sagemaker", "bge-endpoint", "bge-sm"), inputs or ("a",),
                          dimensions, time.monotonic() + 10)
