@@ -264,6 +264,28 @@ def test_invalid_utf8_or_endless_lines_are_refused() -> None:
         from_stream(b"x" * (1024 * 1024) for _ in range(8))
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["choices", "message", "delta", "content", "tool_calls", "function", "name",
+                         "arguments", "id", "index", "finish_reason", "usage", "prompt_tokens",
+                         "completion_tokens", "data", "embedding", "error", "object"]), inner, max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_any_answer_is_read_or_refused_as_a_gateway_error(value: Any) -> None:
+    # Whatever a container answers, the gateway answers an error of its own, never a 500.
+    raw = json.dumps(value).encode()
+    for read in (from_chat, lambda r: from_stream([b"data: " + r + b"\n\n"]),
+                 lambda r: from_embeddings(r, embedding_call("a"))):
+        try:
+            read(raw)
+        except GatewayError:
+            pass
+
+
 # --- embeddings ----------------------------------------------------------------------------------
 
 def test_embeddings_come_back_in_input_order() -> None:

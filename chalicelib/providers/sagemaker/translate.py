@@ -126,8 +126,8 @@ def from_chat(raw: bytes) -> Completion:
     message = choice.get("message")
     if not isinstance(message, dict):
         raise _malformed("the SageMaker answer has no message")
-    calls = tuple(_tool_call(i, c.get("id"), (c.get("function") or {}).get("name"),
-                             [(c.get("function") or {}).get("arguments")])
+    calls = tuple(_tool_call(i, c.get("id"), _dict(c.get("function")).get("name"),
+                             [_dict(c.get("function")).get("arguments")])
                   for i, c in enumerate(_list(message.get("tool_calls"))) if isinstance(c, dict))
     return Completion(_text(message.get("content")), _finish_reason(choice.get("finish_reason"), calls),
                       _usage(answer.get("usage")), calls)
@@ -206,7 +206,7 @@ class _StreamAnswer:
         for choice in _list(chunk.get("choices")):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta = _dict(choice.get("delta"))
             if isinstance(delta.get("content"), str):
                 self.text.append(delta["content"])
             for position, piece in enumerate(_list(delta.get("tool_calls"))):
@@ -219,7 +219,7 @@ class _StreamAnswer:
         index = piece.get("index", position)
         slot = self.tools.setdefault(index if isinstance(index, int) else position,
                                      {"id": None, "name": None, "arguments": []})
-        function = piece.get("function") if isinstance(piece.get("function"), dict) else {}
+        function = _dict(piece.get("function"))
         slot["id"] = slot["id"] or piece.get("id")
         slot["name"] = slot["name"] or function.get("name")
         slot["arguments"].append(function.get("arguments"))
@@ -328,6 +328,10 @@ def _count(value: Any, zero: bool = False) -> bool:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _malformed(message: str) -> GatewayError:
