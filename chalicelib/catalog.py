@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -284,6 +285,13 @@ def _check_model(model: Model, models: Mapping[str, Model], raw: dict[str, Any],
     if life is not None and life.status != "active":
         if not (life.deprecated and life.sunset):
             raise ConfigError(f"{where}.lifecycle: deprecated and sunset are required unless active")
+        for field_name in ("deprecated", "sunset"):
+            try:
+                date.fromisoformat(getattr(life, field_name))
+            except ValueError:
+                raise ConfigError(f"{where}.lifecycle.{field_name}: not a calendar date") from None
+        if life.sunset < life.deprecated:  # ISO dates sort as strings
+            raise ConfigError(f"{where}.lifecycle.sunset: must not come before deprecated")
     if life is not None and life.successor is not None:
         successor = models.get(life.successor)
         if successor is None or successor.id == model.id or successor.kind != model.kind:

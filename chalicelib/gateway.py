@@ -68,12 +68,12 @@ def lifecycle_check(settings: Settings | None = None) -> Any:
     honoured). It runs with the function's own role: the operations account's role is for calls
     made on behalf of an app."""
     from chalicelib.lifecycle_check import LifecycleCheck
-    from chalicelib.telemetry import _default_logger  # the request lines' logger: same stream, same format
+    from chalicelib.telemetry import gateway_logger  # the request lines' stream and format
 
     settings = settings or Settings.from_env()
     return LifecycleCheck(load_catalog(settings.catalog_path),
                           lambda region: _aws_client("bedrock", region, read_timeout=5)(),
-                          settings.bedrock_region, _default_logger())
+                          settings.bedrock_region, gateway_logger())
 
 
 # Adapters are imported where chosen, so a container loads only the ones it uses.

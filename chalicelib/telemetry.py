@@ -32,7 +32,7 @@ class Telemetry(Protocol):
 
 class LogTelemetry:
     def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._log = logger or _default_logger()
+        self._log = logger or gateway_logger()
 
     def record(self, record: RequestRecord) -> None:
         if self._log.isEnabledFor(logging.INFO):
@@ -91,7 +91,7 @@ def _epoch_ms(iso_timestamp: str) -> int:
     return int(datetime.fromisoformat(iso_timestamp).timestamp() * 1000)
 
 
-def _default_logger() -> logging.Logger:
+def gateway_logger() -> logging.Logger:
     log = logging.getLogger(LOGGER_NAME)
     if not log.handlers:
         handler = logging.StreamHandler()

@@ -18,7 +18,7 @@ from chalicelib.catalog import Price, parse_catalog
 from chalicelib.chat import Usage
 from chalicelib.cost import cost_usd
 from chalicelib.errors import ConfigError, Gone, InvalidRequest
-from chalicelib.pipeline.stages import MAX_UPGRADE_STEPS
+from chalicelib.lifecycle import MAX_UPGRADE_STEPS
 from chalicelib.quota import utc_day
 
 NEXT_PRICE = {"input_per_1k": 0.5, "output_per_1k": 2.0}  # dear, so a cost at the wrong price shows

@@ -2,17 +2,14 @@
 verdicts and settling what a call cost. Each stage notes what it did in the request's record."""
 from __future__ import annotations
 
-import calendar
-from datetime import date
-from email.utils import formatdate
-
 from chalicelib.catalog import App, Catalog, Model, Price
 from chalicelib.chat import Usage
 from chalicelib.cost import cost_usd
-from chalicelib.errors import ConfigError, Gone, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
+from chalicelib.errors import Gone, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
 from chalicelib.guardrails import PASS, Guardrail, GuardrailVerdict
 from chalicelib.identity import Identity
 from chalicelib.incoming import IncomingRequest
+from chalicelib.lifecycle import lifecycle_headers, live_successor
 from chalicelib.pii import PiiDetector
 from chalicelib.pii.policy import Edit, PiiOutcome, policy_edits
 from chalicelib.quota import QuotaKeeper, Reservation
@@ -27,8 +24,7 @@ class Stages:
         self._identity = identity
         self._pii = pii
         self._guardrail = guardrail
-        # Worked out once per container, so a date the calendar lacks fails at start-up, not per request.
-        self._lifecycle_headers = {m.id: _lifecycle_headers(m) for m in catalog.models.values()}
+        self._lifecycle_headers = {m.id: lifecycle_headers(m) for m in catalog.models.values()}  # once
 
     def identify(self, request: IncomingRequest, record: RequestRecord) -> App:
         principal = self._identity.principal(request)
@@ -117,48 +113,6 @@ class Stages:
         self.quota.settle(reservation, usage.total_tokens, cost)
         record.prompt_tokens, record.completion_tokens, record.cost_usd = (
             usage.prompt_tokens, usage.completion_tokens, cost)
-
-
-# A successor chain longer than this is a catalog mistake; it is not followed further.
-MAX_UPGRADE_STEPS = 8
-
-
-def live_successor(catalog: Catalog, retired: Model) -> Model | None:
-    """The first model down `retired`'s successor chain that is not retired itself (the one a caller
-    should move to), or None: no successor, a loop, or a chain over MAX_UPGRADE_STEPS."""
-    seen = {retired.id}
-    model = retired
-    for _ in range(MAX_UPGRADE_STEPS):
-        successor_id = model.lifecycle.successor if model.lifecycle is not None else None
-        if successor_id is None or successor_id in seen:
-            return None
-        seen.add(successor_id)
-        model = catalog.models[successor_id]  # catalog.py checks every successor exists
-        if model.status != "retired":
-            return model
-    return None
-
-
-def _lifecycle_headers(model: Model) -> dict[str, str]:
-    life = model.lifecycle
-    if life is None or life.status == "active" or not (life.deprecated and life.sunset):
-        return {}  # catalog.py requires both dates unless active
-    where = f"catalog: models.{model.id}.lifecycle"
-    headers = {
-        # RFC 9745: an sf-date, "@" and Unix seconds; RFC 8594: an HTTP-date (IMF-fixdate).
-        "Deprecation": f"@{_midnight_utc(life.deprecated, f'{where}.deprecated')}",
-        "Sunset": formatdate(_midnight_utc(life.sunset, f"{where}.sunset"), usegmt=True),
-    }
-    if life.successor is not None:
-        headers["Link"] = f'</v1/models/{life.successor}>; rel="successor-version"'
-    return headers
-
-
-def _midnight_utc(day: str, where: str) -> int:
-    try:
-        return calendar.timegm(date.fromisoformat(day).timetuple())
-    except ValueError:
-        raise ConfigError(f"{where}: {day} is not a calendar date") from None
 
 
 def _note_pii(record: RequestRecord, outcome: PiiOutcome) -> None:
