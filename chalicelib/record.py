@@ -18,7 +18,8 @@ class RequestRecord:
     app_id: str | None = None
     business_unit: str | None = None
     principal: str | None = None
-    model: str | None = None
+    model: str | None = None  # the catalog model that served
+    upgraded_from: str | None = None  # the retired catalog model the caller named, when auto-upgraded
     deployment: str | None = None
     attempts: int = 0  # deployments called
     stream: bool = False

@@ -131,6 +131,7 @@ def test_retired_model_is_served_by_its_successor_with_auto_upgrade(garden: Gard
         assert expected > 0
         record = audit_records(garden)[-1]
         assert (record["model"], record["deployment"], record["status"]) == ("next", "echo-next", 200)
+        assert record["upgraded_from"] == "retired"  # the audit still shows what the caller named
         assert record["cost_usd"] == expected  # priced as the successor, not as the free retired model
         assert garden.ledger.usage("test-app", utc_day(time.time()), 0).cost_usd == expected
     assert response.headers["x-garden-deployment"] == "echo-next"

@@ -48,6 +48,7 @@ class Stages:
                                  code="model_kind_mismatch", param="model")
         if model.status == "retired":
             # A successor has the same kind (catalog.py checks), so the route still fits.
+            record.upgraded_from = model.id
             model = self._upgraded(app, model)
         record.model = model.id
         return model
