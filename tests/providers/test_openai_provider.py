@@ -194,3 +194,24 @@ def test_usage_is_exact_through_the_wire(fake: FakeOpenAI) -> None:
     fake.script[MODEL] = Reply(text="abcdefgh", cached_tokens=3)
     usage = provider().complete(chat(fake, Message("user", "x"))).usage
     assert usage == Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=3, cache_read_tokens=3)
+
+
+def test_a_catalog_with_openai_deployments_imports_none_of_it_until_one_is_called(tmp_path: Any) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from support import ROOT, TEST_CATALOG
+
+    raw = json.loads(json.dumps(TEST_CATALOG))
+    raw["models"]["tier"] = {"max_output_tokens": 8, "price": {"input_per_1k": 0, "output_per_1k": 0},
+                             "deployments": [{"provider": "openai", "model_id": "m", "base_url": "http://127.0.0.1:9/v1"}]}
+    path = Path(tmp_path) / "catalog.json"
+    path.write_text(json.dumps(raw))
+    code = ("import sys; from chalicelib import gateway; from chalicelib.settings import Settings; "
+            f"p = gateway.build_pipeline(Settings.from_env({{'GARDEN_CATALOG': {str(path)!r}, 'GARDEN_HOME': {str(tmp_path)!r}}})); "
+            "print(sorted(m for m in sys.modules if m.startswith(('chalicelib.providers.openai', "
+            "'chalicelib.providers.upstream_http', 'http.client', 'boto3'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
