@@ -93,12 +93,14 @@ class HttpPool:
     """One per container: idle connections by origin, LIFO (the warmest first)."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic,
-                 connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S, tls_context: Any = None) -> None:
+        """`tls_context`: an ssl.SSLContext for https origins; None: the system's trust store
+        (certificates and host names verified), made on first use."""
         self._monotonic = monotonic
         self._connect_timeout_s = connect_timeout_s
         self._idle: dict[Origin, list[tuple[http.client.HTTPConnection, float]]] = defaultdict(list)
         self._lock = threading.Lock()
-        self._tls: Any = None  # one ssl context, made for the first https origin
+        self._tls: Any = tls_context
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], until: float) -> Response:
         """POST `body` and read the status and headers, all before `until`; TransportError else."""
