@@ -6,6 +6,7 @@ instead of failing one request at a time in production.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -247,6 +248,7 @@ def _model(model_id: str, m: dict[str, Any]) -> Model:
     )
 
 
+_SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # CreateEndpoint's EndpointName
 # Which providers serve which kind of model.
 _CHAT_PROVIDERS = frozenset({"local-echo", "bedrock", "openai", "sagemaker"})
 _EMBEDDING_PROVIDERS = frozenset({"local-embed", "bedrock", "openai", "sagemaker"})
@@ -272,6 +274,8 @@ def _check_model(model: Model, models: Mapping[str, Model], raw: dict[str, Any],
             raise ConfigError(f"{at}: api_key_parameter and api_key_env are for provider openai")
         if d.api_key_parameter and d.api_key_env:
             raise ConfigError(f"{at}: give api_key_parameter or api_key_env, not both")
+        if d.provider == "sagemaker" and not _SAGEMAKER_NAME.fullmatch(d.model_id):
+            raise ConfigError(f"{at}.model_id: a SageMaker endpoint name (letters, digits, hyphens; 63 at most)")
         if d.inference_component and d.provider != "sagemaker":
             raise ConfigError(f"{at}.inference_component: only for provider sagemaker")
         if d.prompt_caching and d.provider != "bedrock":

@@ -49,6 +49,8 @@ def broken(change: Any) -> dict[str, Any]:
         (lambda c: c["models"]["local-echo"]["deployments"].append(
             {"provider": "openai", "model_id": "gpt", "base_url": "https://x/v1", "api_key_env": "K",
              "api_key_parameter": "/p"}), "models.local-echo.deployments[1]"),
+        (lambda c: c["models"]["local-echo"]["deployments"].append({"provider": "sagemaker", "model_id": "my_endpoint"}),
+         "models.local-echo.deployments[1].model_id"),
         (lambda c: c["models"]["local-echo"]["deployments"][0].update(inference_component="ic"),
          "models.local-echo.deployments[0].inference_component"),
         (lambda c: c["models"]["local-echo"].update(kind="embedding"), "models.local-echo.deployments[0].provider"),
