@@ -184,3 +184,19 @@ def test_transport_mapping(kind: str, fallback: bool, signal: Signal) -> None:
 ])
 def test_key_refusals_are_read_from_the_status_or_the_error_type_only(status: int, body: bytes, refused: bool) -> None:
     assert translate.key_refused(status, body) is refused
+
+
+def test_odd_but_valid_answers_and_garbage_usage() -> None:
+    completion = translate.from_chat({
+        "choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                                 "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {"x": 1}}}]},
+                     "finish_reason": "function_call"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+    assert completion.content == "ab" and completion.tool_calls == (ToolCall("c", "f", '{"x": 1}'),)
+    assert completion.finish_reason == "tool_calls"
+    for usage in ({"prompt_tokens": "many", "completion_tokens": 1}, {"prompt_tokens": 1, "completion_tokens": [1]}):
+        with pytest.raises(UpstreamError):
+            translate.from_chat({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}], "usage": usage})
+        with pytest.raises(UpstreamError):
+            translate.from_chunks([json.dumps({"choices": [{"delta": {"content": "x"}, "finish_reason": "stop"}],
+                                               "usage": usage})])

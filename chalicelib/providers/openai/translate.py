@@ -150,12 +150,19 @@ def from_chat(body: Any) -> Completion:
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         calls = tuple(
             ToolCall(str(c.get("id") or f"call_{k}"), str(c["function"]["name"]),
-                     str(c["function"].get("arguments") or "{}"))
+                     _arguments(c["function"].get("arguments")))
             for k, c in enumerate(message.get("tool_calls") or ()))
-        return Completion(content, _finish_reason(choice.get("finish_reason"), calls), _usage(body.get("usage")),
-                          calls)
-    except (KeyError, IndexError, TypeError, AttributeError):
+        finish = _finish_reason(choice.get("finish_reason"), calls)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         raise _malformed() from None
+    return Completion(content, finish, _usage(body.get("usage")), calls)
+
+
+def _arguments(arguments: Any) -> str:
+    # JSON text, as OpenAI carries it; some servers send the object itself.
+    if isinstance(arguments, str):
+        return arguments or "{}"
+    return json.dumps(arguments if arguments is not None else {})
 
 
 def from_chunks(events: Iterable[str]) -> Completion:
@@ -228,12 +235,15 @@ def _usage(usage: Any) -> Usage:
     if not isinstance(usage, dict) or usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None:
         raise UpstreamError("the upstream did not report token usage", code="upstream_no_usage",
                             signal=Signal.NONE)  # its configuration, not its health
-    prompt = int(usage["prompt_tokens"])
-    details = usage.get("prompt_tokens_details") or {}
-    read = min(int(details.get("cached_tokens") or 0), prompt)
-    write = min(int(usage.get("cache_creation_input_tokens") or 0), prompt - read)
-    return Usage(prompt_tokens=prompt, completion_tokens=int(usage["completion_tokens"]),
-                 cache_read_tokens=read, cache_write_tokens=write)
+    try:
+        prompt = max(0, int(usage["prompt_tokens"]))
+        details = usage.get("prompt_tokens_details") or {}
+        read = min(max(0, int(details.get("cached_tokens") or 0)), prompt)
+        write = min(max(0, int(usage.get("cache_creation_input_tokens") or 0)), prompt - read)
+        completion = max(0, int(usage["completion_tokens"]))
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        raise _malformed() from None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cache_read_tokens=read, cache_write_tokens=write)
 
 
 def _malformed() -> GatewayError:
