@@ -28,10 +28,10 @@ CHAT = {"messages": [{"role": "system", "content": "Be brief."},
                      {"role": "user", "content": "Mail jane.doe@example.com the fees"}]}
 
 
-def tier_catalog(base_url: str) -> Any:
+def tier_catalog(base_url: str, key: dict[str, str] | None = None) -> Any:
     """The snippet the README's hybrid example follows: one alias Bedrock first, the tier second."""
     tier = {"provider": "openai", "name": "litellm-tier", "base_url": base_url, "model_id": CHAT_MODEL,
-            "api_key_env": KEY_ENV}
+            **(key or {"api_key_env": KEY_ENV})}
     raw = copy.deepcopy(TEST_CATALOG)
     raw["models"].update({
         "tier-chat": {"max_output_tokens": 256, "price": {"input_per_1k": 0.001, "output_per_1k": 0.002},
@@ -145,3 +145,20 @@ def test_embeddings_through_litellm(tmp_path: Path, tier: LiteLlmTier) -> None:
     assert [d["index"] for d in body["data"]] == [0, 1] and len(body["data"][0]["embedding"]) == 8
     assert response.headers["x-garden-deployment"] == "litellm-embed"
     assert tier.upstream.requests[-1][0] == "/v1/embeddings"
+
+
+def test_the_key_from_an_ssm_securestring_is_what_litellm_accepts(tmp_path: Path, tier: LiteLlmTier, moto_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in AWS: the gateway's own boto3 SSM client (found through AWS_ENDPOINT_URL_SSM) reads the
+    SecureString once, and LiteLLM accepts it as the Bearer key."""
+    import boto3
+
+    name = f"/garden/litellm/gateway-key-{tmp_path.name}"
+    boto3.client("ssm", endpoint_url=moto_url).put_parameter(Name=name, Value=MASTER_KEY, Type="SecureString")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_url)
+    monkeypatch.delenv(KEY_ENV)
+    catalog = tier_catalog(tier.proxy.base_url, {"api_key_parameter": name})
+    with running_garden(tmp_path, catalog=catalog) as g:
+        responses = [g.chat({**CHAT, "model": "tier-chat"}) for _ in range(2)]
+    assert [r.status_code for r in responses] == [200, 200], responses[0].body
+    assert json.loads(responses[1].body)["choices"][0]["message"]["content"] == "Mail [EMAIL] the fees"
