@@ -69,3 +69,32 @@ def coerce_integers(schema: Mapping[str, Any], data: Any, root: Mapping[str, Any
         for i, value in enumerate(data):
             data[i] = coerce_integers(schema["items"], value, root)
     return data
+
+
+# What a 400 says for each JSON Schema rule a request broke; none of them quotes the offending value.
+RULE_MESSAGES = {
+    "type": "has the wrong type",
+    "required": "is required",
+    "enum": "is not one of the accepted values",
+    "const": "is not supported",
+    "minimum": "is below the minimum",
+    "maximum": "is above the maximum",
+    "minItems": "must not be empty",
+    "maxItems": "has too many items",
+    "minLength": "must not be empty",
+    "maxLength": "is too long",
+    "maxProperties": "has too many keys",
+    "propertyNames": "has a key that is too long",
+    "pattern": "has an invalid format",
+    "anyOf": "is not one of the accepted values or shapes",
+}
+
+
+def violation(error: JsonSchemaValueException) -> tuple[str, str]:
+    """(dotted path of the offending field, what is wrong with it) for a caller's 400: the first
+    missing property for `required`, never the value itself."""
+    path = error.path
+    if error.rule == "required":
+        # Name the first required property that is missing, not the object that lacks it.
+        path = path + [next(p for p in error.rule_definition if p not in error.value)]
+    return dotted(path) or "(body)", RULE_MESSAGES.get(error.rule or "", "is invalid")

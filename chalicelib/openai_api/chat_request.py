@@ -12,26 +12,7 @@ from chalicelib.errors import InvalidRequest
 from chalicelib.generated.chat_request_validator import validate as validate_chat_request
 from chalicelib.openai_api.chat_schema import CHAT_REQUEST_SCHEMA
 from chalicelib.openai_api.strict_json import check_embedded_json, strict_json_object
-from chalicelib.schema_validation import JsonSchemaValueException, coerce_integers, dotted
-
-# What to say for each JSON Schema rule; none of them quotes the offending value.
-_RULES = {
-    "type": "has the wrong type",
-    "required": "is required",
-    "enum": "is not one of the accepted values",
-    "const": "is not supported",
-    "minimum": "is below the minimum",
-    "maximum": "is above the maximum",
-    "minItems": "must not be empty",
-    "maxItems": "has too many items",
-    "minLength": "must not be empty",
-    "maxLength": "is too long",
-    "maxProperties": "has too many keys",
-    "propertyNames": "has a key that is too long",
-    "pattern": "has an invalid format",
-    "anyOf": "is not one of the accepted values or shapes",
-}
-
+from chalicelib.schema_validation import JsonSchemaValueException, coerce_integers, violation
 
 def parse_chat_request(body: bytes) -> ChatRequest:
     raw = strict_json_object(body)
@@ -68,12 +49,7 @@ def _check_schema(raw: dict[str, Any]) -> None:
     try:
         validate_chat_request(raw)
     except JsonSchemaValueException as error:
-        path = error.path
-        if error.rule == "required":
-            # Name the first required property that is missing, not the object that lacks it.
-            path = path + [next(p for p in error.rule_definition if p not in error.value)]
-        param = dotted(path) or "(body)"
-        rule = _RULES.get(error.rule or "", "is invalid")
+        param, rule = violation(error)
         raise InvalidRequest(f"{param}: {rule}", param=param, code="invalid_value") from None
 
 

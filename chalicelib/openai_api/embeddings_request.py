@@ -12,20 +12,7 @@ from chalicelib.errors import InvalidRequest
 from chalicelib.generated.embeddings_request_validator import validate as validate_embeddings_request
 from chalicelib.openai_api.embeddings_schema import EMBEDDINGS_REQUEST_SCHEMA
 from chalicelib.openai_api.strict_json import strict_json_object
-from chalicelib.schema_validation import JsonSchemaValueException, coerce_integers, dotted
-
-# What to say for each JSON Schema rule; none of them quotes the offending value.
-_RULES = {
-    "type": "has the wrong type",
-    "required": "is required",
-    "enum": "is not one of the accepted values",
-    "minimum": "is below the minimum",
-    "minItems": "must not be empty",
-    "maxItems": "has too many items",
-    "minLength": "must not be empty",
-    "maxLength": "is too long",
-}
-
+from chalicelib.schema_validation import JsonSchemaValueException, coerce_integers, violation
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingsRequest:
@@ -65,12 +52,7 @@ def _check_schema(raw: dict[str, Any]) -> None:
     try:
         validate_embeddings_request(raw)
     except JsonSchemaValueException as error:
-        path = error.path
-        if error.rule == "required":
-            # Name the first required property that is missing, not the object that lacks it.
-            path = path + [next(p for p in error.rule_definition if p not in error.value)]
-        where = dotted(path) or "(body)"
-        rule = _RULES.get(error.rule or "", "is invalid")
+        where, rule = violation(error)
         # An input's problem is reported on `input`, as OpenAI does; the message names the index.
-        param = "input" if path and path[0] == "input" else where
+        param = "input" if where == "input" or where.startswith("input[") else where
         raise InvalidRequest(f"{where}: {rule}", param=param, code="invalid_value") from None
