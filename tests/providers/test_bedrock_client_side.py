@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from chalicelib.chat import Message, Tool, ToolCall
 from chalicelib.errors import InvalidRequest, Signal
 from chalicelib.providers.bedrock.provider import _translate
-from chalicelib.providers.bedrock.translate import MAX_JSON_DEPTH, to_converse
+from chalicelib.providers.bedrock.translate import to_converse
+from chalicelib.providers.json_values import MAX_JSON_DEPTH
 from fakes.provider_calls import make_call
 
 _CONVERSE = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("Converse")

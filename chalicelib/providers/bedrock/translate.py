@@ -27,6 +27,7 @@ from chalicelib.errors import (
     UpstreamThrottled,
 )
 from chalicelib.providers import ProviderCall
+from chalicelib.providers.json_values import check_depth, tool_schema
 
 _CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
 
@@ -47,7 +48,6 @@ _MALFORMED = {"malformed_model_output", "malformed_tool_use"}
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")
 MAX_STOP_SEQUENCES = 2500
-MAX_JSON_DEPTH = 64
 
 
 # --- request -------------------------------------------------------------------------------------
@@ -134,22 +134,12 @@ def _arguments(arguments: str, param: str) -> Any:
         value = json.loads(arguments, parse_constant=_no_constant) if arguments.strip() else {}
     except (ValueError, RecursionError):  # JSONDecodeError, NaN / Infinity, nesting
         raise InvalidRequest("tool call arguments are not valid JSON", param=param) from None
-    _check_depth(value, param)
+    check_depth(value, param)
     return value
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError("NaN and Infinity are not JSON")
-
-
-def _check_depth(value: Any, param: str) -> None:
-    level, depth = [value], 0
-    while level:  # breadth first: no recursion on the caller's nesting
-        depth += 1
-        if depth > MAX_JSON_DEPTH:
-            raise InvalidRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", param=param)
-        level = [child for item in level if isinstance(item, (dict, list))
-                 for child in (item.values() if isinstance(item, dict) else item)]
 
 
 def _whole(value: Any, param: str) -> int:
@@ -198,7 +188,7 @@ def _tool_config(call: ProviderCall) -> dict[str, Any] | None:
     for k, tool in enumerate(request.tools):
         param = f"tools[{k}].function"
         spec: dict[str, Any] = {"name": _tool_name(tool.name, f"{param}.name"),
-                                "inputSchema": {"json": _plain(tool.parameters, f"{param}.parameters")}}
+                                "inputSchema": {"json": tool_schema(tool.parameters, f"{param}.parameters")}}
         if tool.description:  # Converse requires a non-empty description when present
             spec["description"] = tool.description
         tools.append({"toolSpec": spec})
@@ -213,18 +203,6 @@ def _tool_config(call: ProviderCall) -> dict[str, Any] | None:
     elif choice:
         config["toolChoice"] = {"tool": {"name": _tool_name(choice, "tool_choice")}}
     return config
-
-
-def _plain(schema: Mapping[str, Any], param: str) -> dict[str, Any]:
-    # botocore serialises document types with json.dumps: read-only mappings must become dicts.
-    try:
-        plain = json.loads(json.dumps(schema, default=dict, allow_nan=False)) if schema else {}
-    except (ValueError, TypeError, RecursionError):
-        raise InvalidRequest("the function parameters are not a JSON Schema object", param=param) from None
-    if not isinstance(plain, dict):
-        raise InvalidRequest("the function parameters are not a JSON Schema object", param=param)
-    _check_depth(plain, param)
-    return plain or {"type": "object", "properties": {}}
 
 
 # --- response ------------------------------------------------------------------------------------

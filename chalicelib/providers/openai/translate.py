@@ -16,8 +16,8 @@ from chalicelib.chat import Completion, Message, ToolCall, Usage
 from chalicelib.errors import (DeadlineExceeded, GatewayError, InvalidRequest, NotFound, PermissionDenied,
                                ServiceUnavailable, Signal, UpstreamError, UpstreamThrottled)
 from chalicelib.providers import EmbeddingCall, ProviderCall
+from chalicelib.providers.json_values import tool_schema
 
-MAX_JSON_DEPTH = 64
 
 _FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
                    "content_filter": "content_filter"}
@@ -55,7 +55,7 @@ def chat_body(call: ProviderCall) -> dict[str, Any]:
         body["tools"] = [{"type": "function", "function": {
             "name": tool.name,
             **({"description": tool.description} if tool.description else {}),
-            "parameters": _plain(tool.parameters, f"tools[{k}].function.parameters"),
+            "parameters": tool_schema(tool.parameters, f"tools[{k}].function.parameters"),
         }} for k, tool in enumerate(request.tools)]
         if request.tool_choice in ("auto", "none", "required"):
             body["tool_choice"] = request.tool_choice
@@ -112,23 +112,6 @@ def _number(value: Any, low: float, high: float, param: str) -> float:
             or not low <= value <= high:
         raise InvalidRequest(f"{param} must be between {low:g} and {high:g}", param=param)
     return float(value)
-
-
-def _plain(schema: Mapping[str, Any], param: str) -> dict[str, Any]:
-    try:
-        plain = json.loads(json.dumps(schema, default=dict, allow_nan=False)) if schema else {}
-    except (ValueError, TypeError, RecursionError):
-        raise InvalidRequest("the function parameters are not a JSON Schema object", param=param) from None
-    if not isinstance(plain, dict):
-        raise InvalidRequest("the function parameters are not a JSON Schema object", param=param)
-    level, depth = [plain], 0
-    while level:  # breadth first: no recursion on the caller's nesting
-        depth += 1
-        if depth > MAX_JSON_DEPTH:
-            raise InvalidRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", param=param)
-        level = [child for item in level if isinstance(item, (dict, list))
-                 for child in (item.values() if isinstance(item, dict) else item)]
-    return plain or {"type": "object", "properties": {}}
 
 
 # --- responses -----------------------------------------------------------------------------------

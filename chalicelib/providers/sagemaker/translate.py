@@ -20,6 +20,7 @@ from chalicelib.catalog import Deployment
 from chalicelib.chat import Completion, Message, ToolCall, Usage
 from chalicelib.errors import (DeadlineExceeded, GatewayError, InvalidRequest, PermissionDenied,
                                ServiceUnavailable, Signal, UpstreamError, UpstreamThrottled)
+from chalicelib.providers.json_values import tool_schema
 from chalicelib.providers import Embedded, EmbeddingCall, ProviderCall
 
 JSON = "application/json"
@@ -66,7 +67,8 @@ def to_chat(call: ProviderCall) -> bytes:
     if request.tools:
         body["tools"] = [{"type": "function", "function": {
             "name": t.name, **({"description": t.description} if t.description else {}),
-            "parameters": _plain(t.parameters)}} for t in request.tools]
+            "parameters": tool_schema(t.parameters, f"tools[{k}].function.parameters")}}
+            for k, t in enumerate(request.tools)]
         if request.tool_choice in ("auto", "none", "required"):
             body["tool_choice"] = request.tool_choice
         elif request.tool_choice:
@@ -102,15 +104,6 @@ def to_embeddings(call: EmbeddingCall) -> bytes:
 def _dumps(body: Mapping[str, Any]) -> bytes:
     # ASCII escapes: any string the parser let through serialises, whatever it holds.
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("ascii")
-
-
-def _plain(value: Any) -> Any:
-    """Read-only mappings and tuples (as the request parser leaves them) -> JSON's dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 # --- answers -------------------------------------------------------------------------------------
