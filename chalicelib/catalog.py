@@ -129,6 +129,26 @@ class GuardrailPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Quotas:
+    """An app's limits; None means no limit of that kind. Days and months are UTC calendar days
+    and months; minutes are fixed one-minute windows."""
+
+    tokens_per_day: int | None = None
+    tokens_per_month: int | None = None
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    usd_per_month: float | None = None
+    model_tokens_per_day: Mapping[str, int] = field(default_factory=dict)  # quotas.models.<id>.tokens_per_day
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessUnit:
+    id: str
+    usd_per_month: float | None = None
+    tokens_per_month: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SystemPrompt:
     text: str
     caller_system: str = "refuse"  # refuse: a caller's system/developer message is a 400; append
@@ -142,11 +162,12 @@ class App:
     allowed_models: frozenset[str]
     pii: PiiPolicy
     guardrail: GuardrailPolicy
-    tokens_per_day: int
+    quotas: Quotas
     external_id: str | None = None  # for AssumeRole into the operations account
     geography: str | None = None  # "eu", "us", "apac"...: never routed to another geography
     system_prompt: SystemPrompt | None = None  # pinned by the app's owners, sent first
     auto_upgrade: bool = False  # a retired model is served by its successor (if allowed) instead of 410
+    store_fail_open: bool = False  # quota store unavailable: serve unmetered (counted) instead of 503
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,7 @@ class Catalog:
     models: Mapping[str, Model]
     apps: Mapping[str, App]
     _by_principal: Mapping[str, App] = field(repr=False, default_factory=dict)
+    business_units: Mapping[str, BusinessUnit] = field(default_factory=dict)
 
     def app_for_principal(self, principal_arn: str) -> App | None:
         return self._by_principal.get(canonical_principal(principal_arn))
@@ -189,6 +211,9 @@ def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
             # The operations role trusts ExternalId "<prefix>:${aws:RequestTag/app}" (infra/README.md).
             raise ConfigError(f"{where}.external_id: must be '<prefix>:{app.id}' (e.g. "
                               f"'execution-garden:{app.id}'), which the operations role's trust checks")
+        capped = sorted(set(app.quotas.model_tokens_per_day) - app.allowed_models)
+        if capped:
+            raise ConfigError(f"{where}.quotas.models: {capped[0]!r} is not one of the app's allowed_models")
         unknown = sorted(app.allowed_models - models.keys())
         if unknown:
             raise ConfigError(f"{where}.allowed_models: unknown model {unknown[0]!r}")
@@ -198,7 +223,11 @@ def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
                 raise ConfigError(f"{where}.principal_arns: {arn} already belongs to another app")
             by_principal[key] = app
         apps[app.id] = app
-    return Catalog(MappingProxyType(models), MappingProxyType(apps), MappingProxyType(by_principal))
+    units = {bu: BusinessUnit(bu, float(b["usd_per_month"]) if "usd_per_month" in b else None,
+                              b.get("tokens_per_month"))
+             for bu, b in raw.get("business_units", {}).items()}
+    return Catalog(MappingProxyType(models), MappingProxyType(apps), MappingProxyType(by_principal),
+                   MappingProxyType(units))
 
 
 def _validate(raw: Any, source: str) -> None:
@@ -331,10 +360,21 @@ def _app(a: dict[str, Any]) -> App:
             bedrock_version=guard.get("bedrock_guardrail_version", "DRAFT"),
             fail_open=guard.get("on_unavailable") == "fail_open",
         ),
-        tokens_per_day=a["quotas"]["tokens_per_day"],
+        quotas=_quotas(a["quotas"]),
         external_id=a.get("external_id"),
         geography=a.get("geography"),
         system_prompt=(SystemPrompt(a["system_prompt"]["text"], a["system_prompt"].get("caller_system", "refuse"))
                        if "system_prompt" in a else None),
         auto_upgrade=a.get("auto_upgrade", False),
+        store_fail_open=a.get("on_store_unavailable") == "fail_open",
+    )
+
+
+def _quotas(q: dict[str, Any]) -> Quotas:
+    return Quotas(
+        tokens_per_day=q.get("tokens_per_day"), tokens_per_month=q.get("tokens_per_month"),
+        requests_per_minute=q.get("requests_per_minute"), tokens_per_minute=q.get("tokens_per_minute"),
+        usd_per_month=float(q["usd_per_month"]) if "usd_per_month" in q else None,
+        model_tokens_per_day=MappingProxyType({m: c["tokens_per_day"] for m, c in q.get("models", {}).items()
+                                               if "tokens_per_day" in c}),
     )

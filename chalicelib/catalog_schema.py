@@ -15,6 +15,8 @@ _IDENT = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._:-]{0,63}$"}
 # App ids travel into STS unchanged (SourceIdentity, RoleSessionName "garden-<id>", the `app` session
 # tag, ExternalId "<prefix>:<id>"), where the operations role's trust policy compares them: no ":"
 # and 2-57 characters, so no id needs rewriting and none can pass for another.
+_COUNT = {"type": "integer", "minimum": 1}
+_USD = {"type": "number", "exclusiveMinimum": 0}
 _DATE = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 _APP_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{1,56}$"}
 
@@ -32,6 +34,16 @@ CATALOG_SCHEMA: dict[str, Any] = {
             "additionalProperties": {"$ref": "#/$defs/model"},
         },
         "apps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/app"}},
+        "business_units": {
+            "type": "object",
+            "description": "Budgets per business unit; a business unit without an entry has none.",
+            "propertyNames": _IDENT,
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"usd_per_month": _USD, "tokens_per_month": _COUNT},
+            },
+        },
     },
     "$defs": {
         "price": {
@@ -181,10 +193,29 @@ CATALOG_SCHEMA: dict[str, Any] = {
                 },
                 "quotas": {
                     "type": "object",
-                    "required": ["tokens_per_day"],
                     "additionalProperties": False,
-                    "properties": {"tokens_per_day": {"type": "integer", "minimum": 1}},
+                    "description": "Limits per app; any may be absent (no limit). Days and months are UTC; "
+                                   "minutes are fixed windows.",
+                    "properties": {
+                        "tokens_per_day": _COUNT,
+                        "tokens_per_month": _COUNT,
+                        "requests_per_minute": _COUNT,
+                        "tokens_per_minute": _COUNT,
+                        "usd_per_month": _USD,
+                        "models": {
+                            "type": "object",
+                            "description": "Per-model caps inside the app's quotas.",
+                            "propertyNames": _IDENT,
+                            "additionalProperties": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {"tokens_per_day": _COUNT},
+                            },
+                        },
+                    },
                 },
+                "on_store_unavailable": {"enum": ["fail_closed", "fail_open"],
+                                         "description": "When the quota store cannot answer. Default fail_closed (503)."},
             },
         },
     },

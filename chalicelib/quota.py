@@ -55,7 +55,7 @@ class QuotaKeeper:
         now = self._clock()
         day = utc_day(now)
         floor = 1 if flexible else output_tokens
-        if input_tokens + floor > app.tokens_per_day:
+        if input_tokens + floor > _daily(app):
             what = "the prompt" if flexible else "the prompt plus max_tokens"
             raise QuotaExceeded(f"{what} needs more tokens than the app's daily quota allows: "
                                 f"{'shorten the prompt' if flexible else 'lower max_tokens'}", code="quota_exceeded")
@@ -64,7 +64,7 @@ class QuotaKeeper:
             return reservation
         for _ in range(_FLEXIBLE_ATTEMPTS if flexible else 0):
             usage = self._ledger.usage(app.id, day, now)
-            left = app.tokens_per_day - usage.tokens - usage.reserved - input_tokens
+            left = _daily(app) - usage.tokens - usage.reserved - input_tokens
             if left < 1:
                 break
             reservation = Reservation(reservation_id, app.id, day, input_tokens, min(output_tokens, left), True)
@@ -80,7 +80,7 @@ class QuotaKeeper:
             return reservation
         now = self._clock()
         if self._ledger.top_up(reservation_id=reservation.id, app_id=reservation.app_id, day=reservation.day,
-                               tokens=extra, limit=app.tokens_per_day, now=now):
+                               tokens=extra, limit=_daily(app), now=now):
             return replace(reservation, input_tokens=input_tokens)
         if reservation.flexible and reservation.output_tokens - extra >= 1:
             return replace(reservation, input_tokens=input_tokens, output_tokens=reservation.output_tokens - extra)
@@ -89,7 +89,7 @@ class QuotaKeeper:
     def _hold(self, app: App, reservation: Reservation, now: float) -> bool:
         return self._ledger.reserve(
             reservation_id=reservation.id, app_id=app.id, day=reservation.day, tokens=reservation.tokens,
-            limit=app.tokens_per_day, now=now, expires_at=now + self._hold_s,
+            limit=_daily(app), now=now, expires_at=now + self._hold_s,
         )
 
     def settle(self, reservation: Reservation, tokens: int, cost_usd: float) -> None:
@@ -107,6 +107,14 @@ class QuotaKeeper:
         now = self._clock()
         days = {utc_day(now), utc_day(now - 86400)}
         return sum(self._ledger.sweep(app_id, day, now) for app_id in app_ids for day in days)
+
+
+def _daily(app: App) -> int:
+    # No daily limit set: nothing to refuse on (the other windows arrive with the limits ledger).
+    return app.quotas.tokens_per_day if app.quotas.tokens_per_day is not None else _UNLIMITED
+
+
+_UNLIMITED = 2**62
 
 
 def _exhausted(now: float) -> QuotaExceeded:

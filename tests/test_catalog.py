@@ -40,6 +40,14 @@ def broken(change: Any) -> dict[str, Any]:
         (lambda c: c["models"]["local-echo"].update(bytes_per_token=0), "models.local-echo.bytes_per_token"),
         (lambda c: c["apps"][0].update(system_prompt={"text": "x", "caller_system": "ignore"}),
          "apps[0].system_prompt.caller_system"),
+        # Limits (issue 10's contract names): any may be absent; per-model caps name allowed models.
+        (lambda c: c["apps"][0]["quotas"].update(requests_per_minute=0), "apps[0].quotas.requests_per_minute"),
+        (lambda c: c["apps"][0]["quotas"].update(usd_per_month=0), "apps[0].quotas.usd_per_month"),
+        (lambda c: c["apps"][0]["quotas"].update(models={"echo-hidden": {"tokens_per_day": 5}}),
+         "apps[0].quotas.models"),
+        (lambda c: c.update(business_units={"retail-banking": {"usd_per_month": -1}}),
+         "business_units.retail-banking.usd_per_month"),
+        (lambda c: c["apps"][0].update(on_store_unavailable="shrug"), "apps[0].on_store_unavailable"),
         # Hybrid routing: each provider's own fields, and what serves which kind of model.
         (lambda c: c["models"]["local-echo"]["deployments"].append({"provider": "openai", "model_id": "gpt"}),
          "models.local-echo.deployments[1].base_url"),
@@ -67,6 +75,23 @@ def test_broken_catalog_names_the_field(change: Any, named: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_catalog(broken(change))
     assert named in str(raised.value)
+
+
+def test_limits_parse_and_any_may_be_absent() -> None:
+    def limits(c: dict[str, Any]) -> None:
+        c["apps"][0]["quotas"] = {"tokens_per_month": 900_000, "requests_per_minute": 60, "tokens_per_minute": 9000,
+                                  "usd_per_month": 12.5, "models": {"echo-small": {"tokens_per_day": 100}}}
+        c["apps"][1]["quotas"] = {}
+        c["business_units"] = {"retail-banking": {"usd_per_month": 1000, "tokens_per_month": 5_000_000}}
+
+    catalog = parse_catalog(broken(limits))
+    quotas = catalog.apps["test-app"].quotas
+    assert (quotas.tokens_per_day, quotas.tokens_per_month, quotas.requests_per_minute, quotas.tokens_per_minute,
+            quotas.usd_per_month, dict(quotas.model_tokens_per_day)) == (
+        None, 900_000, 60, 9000, 12.5, {"echo-small": 100})
+    assert catalog.apps["small-quota-app"].quotas.tokens_per_day is None
+    bu = catalog.business_units["retail-banking"]
+    assert (bu.usd_per_month, bu.tokens_per_month) == (1000.0, 5_000_000)
 
 
 def test_integral_floats_in_the_catalog_become_ints() -> None:

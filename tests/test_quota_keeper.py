@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.catalog import App, GuardrailPolicy, PiiPolicy
+from chalicelib.catalog import App, GuardrailPolicy, PiiPolicy, Quotas
 from chalicelib.errors import QuotaExceeded
 from chalicelib.quota import QuotaKeeper, utc_day
 from chalicelib.store.sqlite import SqliteLedger
@@ -15,7 +15,7 @@ NOW = 1_800_000_000.0
 
 def app(limit: int) -> App:
     return App("a", "bu", ("arn:aws:iam::111122223333:role/r",), frozenset(), PiiPolicy({}, {}),
-               GuardrailPolicy(), limit)
+               GuardrailPolicy(), Quotas(tokens_per_day=limit))
 
 
 class Keeper(QuotaKeeper):

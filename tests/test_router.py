@@ -7,7 +7,7 @@ from typing import Any, Callable
 import pytest
 
 from chalicelib import errors
-from chalicelib.catalog import App, Deployment, GuardrailPolicy, Model, PiiPolicy
+from chalicelib.catalog import App, Deployment, GuardrailPolicy, Model, PiiPolicy, Quotas
 from chalicelib.chat import ChatRequest, Completion, Message, Usage
 from chalicelib.geography import deployment_geographies
 from chalicelib.providers import ProviderCall
@@ -45,7 +45,7 @@ class Scripted:
 
 def app(geography: str | None = None, app_id: str = "a") -> App:
     return App(app_id, "bu", ("arn:aws:iam::111122223333:role/r",), frozenset({"m"}),
-               PiiPolicy({}, {}), GuardrailPolicy(), 1000, geography=geography)
+               PiiPolicy({}, {}), GuardrailPolicy(), Quotas(tokens_per_day=1000), geography=geography)
 
 
 def model(*names: str) -> Model:

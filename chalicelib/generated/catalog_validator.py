@@ -61,6 +61,54 @@ def validate(data, custom_formats={}, name_prefix=None):
                     raise JsonSchemaValueException('' + (name_prefix or 'data') + '.apps must contain at least 1 items', value=data__apps, name='' + (name_prefix or 'data') + '.apps', definition={'minItems': 1}, rule='minItems')
                 for data__apps_x, data__apps_item in enumerate(data__apps):
                     validate____defs_app(data__apps_item, custom_formats, (name_prefix or 'data') + '.apps[{data__apps_x}]'.format(**locals()))
+        if 'business_units' in data_keys:
+            data_keys.remove('business_units')
+            data__businessunits = data['business_units']
+            if not isinstance(data__businessunits, dict):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units must be object', value=data__businessunits, name='' + (name_prefix or 'data') + '.business_units', definition={'type': 'object'}, rule='type')
+            data__businessunits_is_dict = isinstance(data__businessunits, dict)
+            if data__businessunits_is_dict:
+                data__businessunits_keys = set(data__businessunits.keys())
+                for data__businessunits_key in data__businessunits_keys:
+                    if data__businessunits_key not in []:
+                        data__businessunits_value = data__businessunits.get(data__businessunits_key)
+                        if not isinstance(data__businessunits_value, dict):
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}'.format(**locals()) + ' must be object', value=data__businessunits_value, name='' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
+                        data__businessunits_value_is_dict = isinstance(data__businessunits_value, dict)
+                        if data__businessunits_value_is_dict:
+                            data__businessunits_value_keys = set(data__businessunits_value.keys())
+                            if 'usd_per_month' in data__businessunits_value_keys:
+                                data__businessunits_value_keys.remove('usd_per_month')
+                                data__businessunits_value__usdpermonth = data__businessunits_value['usd_per_month']
+                                if not isinstance(data__businessunits_value__usdpermonth, (int, float, Decimal)) or isinstance(data__businessunits_value__usdpermonth, bool):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}.usd_per_month'.format(**locals()) + ' must be number', value=data__businessunits_value__usdpermonth, name='' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}.usd_per_month'.format(**locals()) + '', definition={'type': 'number'}, rule='type')
+                                if isinstance(data__businessunits_value__usdpermonth, (int, float, Decimal)) and (not isinstance(data__businessunits_value__usdpermonth, bool)):
+                                    if data__businessunits_value__usdpermonth <= 0:
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}.usd_per_month'.format(**locals()) + ' must be bigger than 0', value=data__businessunits_value__usdpermonth, name='' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}.usd_per_month'.format(**locals()) + '', definition={'exclusiveMinimum': 0}, rule='exclusiveMinimum')
+                            if 'tokens_per_month' in data__businessunits_value_keys:
+                                data__businessunits_value_keys.remove('tokens_per_month')
+                                data__businessunits_value__tokenspermonth = data__businessunits_value['tokens_per_month']
+                                if not isinstance(data__businessunits_value__tokenspermonth, int) and (not (isinstance(data__businessunits_value__tokenspermonth, float) and data__businessunits_value__tokenspermonth.is_integer())) or isinstance(data__businessunits_value__tokenspermonth, bool):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}.tokens_per_month'.format(**locals()) + ' must be integer', value=data__businessunits_value__tokenspermonth, name='' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}.tokens_per_month'.format(**locals()) + '', definition={'type': 'integer'}, rule='type')
+                                if isinstance(data__businessunits_value__tokenspermonth, (int, float, Decimal)) and (not isinstance(data__businessunits_value__tokenspermonth, bool)):
+                                    if data__businessunits_value__tokenspermonth < 1:
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}.tokens_per_month'.format(**locals()) + ' must be bigger than or equal to 1', value=data__businessunits_value__tokenspermonth, name='' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}.tokens_per_month'.format(**locals()) + '', definition={'minimum': 1}, rule='minimum')
+                            if data__businessunits_value_keys:
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}'.format(**locals()) + ' must not contain ' + str(data__businessunits_value_keys) + ' properties', value=data__businessunits_value, name='' + (name_prefix or 'data') + '.business_units.{data__businessunits_key}'.format(**locals()) + '', definition={'additionalProperties': False}, rule='additionalProperties')
+                data__businessunits_len = len(data__businessunits)
+                if data__businessunits_len != 0:
+                    data__businessunits_property_names = True
+                    for data__businessunits_key in data__businessunits:
+                        try:
+                            if not isinstance(data__businessunits_key, str):
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units must be string', value=data__businessunits_key, name='' + (name_prefix or 'data') + '.business_units', definition={'type': 'string'}, rule='type')
+                            if isinstance(data__businessunits_key, str):
+                                if not REGEX_PATTERNS['^[a-z0-9][a-z0-9._:-]{0,63}$'].search(data__businessunits_key):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units must match pattern ^[a-z0-9][a-z0-9._:-]{0,63}$', value=data__businessunits_key, name='' + (name_prefix or 'data') + '.business_units', definition={'pattern': '^[a-z0-9][a-z0-9._:-]{0,63}$'}, rule='pattern')
+                        except (JsonSchemaValueException, JsonSchemaValuesException):
+                            data__businessunits_property_names = False
+                    if not data__businessunits_property_names:
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.business_units must be named by propertyName definition', value=data__businessunits, name='' + (name_prefix or 'data') + '.business_units', definition={'propertyNames': {'type': 'string', 'pattern': '^[a-z0-9][a-z0-9._:-]{0,63}$'}}, rule='propertyNames')
         if data_keys:
             raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties', value=data, name='' + (name_prefix or 'data') + '', definition={'additionalProperties': False}, rule='additionalProperties')
     return data
@@ -357,9 +405,6 @@ def validate____defs_app(data, custom_formats={}, name_prefix=None):
                 raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas must be object', value=data__quotas, name='' + (name_prefix or 'data') + '.quotas', definition={'type': 'object'}, rule='type')
             data__quotas_is_dict = isinstance(data__quotas, dict)
             if data__quotas_is_dict:
-                data__quotas__missing_keys = set(['tokens_per_day']) - data__quotas.keys()
-                if data__quotas__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas must contain ' + (str(sorted(data__quotas__missing_keys)) + ' properties'), value=data__quotas, name='' + (name_prefix or 'data') + '.quotas', definition={'required': ['tokens_per_day']}, rule='required')
                 data__quotas_keys = set(data__quotas.keys())
                 if 'tokens_per_day' in data__quotas_keys:
                     data__quotas_keys.remove('tokens_per_day')
@@ -369,8 +414,85 @@ def validate____defs_app(data, custom_formats={}, name_prefix=None):
                     if isinstance(data__quotas__tokensperday, (int, float, Decimal)) and (not isinstance(data__quotas__tokensperday, bool)):
                         if data__quotas__tokensperday < 1:
                             raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.tokens_per_day must be bigger than or equal to 1', value=data__quotas__tokensperday, name='' + (name_prefix or 'data') + '.quotas.tokens_per_day', definition={'minimum': 1}, rule='minimum')
+                if 'tokens_per_month' in data__quotas_keys:
+                    data__quotas_keys.remove('tokens_per_month')
+                    data__quotas__tokenspermonth = data__quotas['tokens_per_month']
+                    if not isinstance(data__quotas__tokenspermonth, int) and (not (isinstance(data__quotas__tokenspermonth, float) and data__quotas__tokenspermonth.is_integer())) or isinstance(data__quotas__tokenspermonth, bool):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.tokens_per_month must be integer', value=data__quotas__tokenspermonth, name='' + (name_prefix or 'data') + '.quotas.tokens_per_month', definition={'type': 'integer'}, rule='type')
+                    if isinstance(data__quotas__tokenspermonth, (int, float, Decimal)) and (not isinstance(data__quotas__tokenspermonth, bool)):
+                        if data__quotas__tokenspermonth < 1:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.tokens_per_month must be bigger than or equal to 1', value=data__quotas__tokenspermonth, name='' + (name_prefix or 'data') + '.quotas.tokens_per_month', definition={'minimum': 1}, rule='minimum')
+                if 'requests_per_minute' in data__quotas_keys:
+                    data__quotas_keys.remove('requests_per_minute')
+                    data__quotas__requestsperminute = data__quotas['requests_per_minute']
+                    if not isinstance(data__quotas__requestsperminute, int) and (not (isinstance(data__quotas__requestsperminute, float) and data__quotas__requestsperminute.is_integer())) or isinstance(data__quotas__requestsperminute, bool):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.requests_per_minute must be integer', value=data__quotas__requestsperminute, name='' + (name_prefix or 'data') + '.quotas.requests_per_minute', definition={'type': 'integer'}, rule='type')
+                    if isinstance(data__quotas__requestsperminute, (int, float, Decimal)) and (not isinstance(data__quotas__requestsperminute, bool)):
+                        if data__quotas__requestsperminute < 1:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.requests_per_minute must be bigger than or equal to 1', value=data__quotas__requestsperminute, name='' + (name_prefix or 'data') + '.quotas.requests_per_minute', definition={'minimum': 1}, rule='minimum')
+                if 'tokens_per_minute' in data__quotas_keys:
+                    data__quotas_keys.remove('tokens_per_minute')
+                    data__quotas__tokensperminute = data__quotas['tokens_per_minute']
+                    if not isinstance(data__quotas__tokensperminute, int) and (not (isinstance(data__quotas__tokensperminute, float) and data__quotas__tokensperminute.is_integer())) or isinstance(data__quotas__tokensperminute, bool):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.tokens_per_minute must be integer', value=data__quotas__tokensperminute, name='' + (name_prefix or 'data') + '.quotas.tokens_per_minute', definition={'type': 'integer'}, rule='type')
+                    if isinstance(data__quotas__tokensperminute, (int, float, Decimal)) and (not isinstance(data__quotas__tokensperminute, bool)):
+                        if data__quotas__tokensperminute < 1:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.tokens_per_minute must be bigger than or equal to 1', value=data__quotas__tokensperminute, name='' + (name_prefix or 'data') + '.quotas.tokens_per_minute', definition={'minimum': 1}, rule='minimum')
+                if 'usd_per_month' in data__quotas_keys:
+                    data__quotas_keys.remove('usd_per_month')
+                    data__quotas__usdpermonth = data__quotas['usd_per_month']
+                    if not isinstance(data__quotas__usdpermonth, (int, float, Decimal)) or isinstance(data__quotas__usdpermonth, bool):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.usd_per_month must be number', value=data__quotas__usdpermonth, name='' + (name_prefix or 'data') + '.quotas.usd_per_month', definition={'type': 'number'}, rule='type')
+                    if isinstance(data__quotas__usdpermonth, (int, float, Decimal)) and (not isinstance(data__quotas__usdpermonth, bool)):
+                        if data__quotas__usdpermonth <= 0:
+                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.usd_per_month must be bigger than 0', value=data__quotas__usdpermonth, name='' + (name_prefix or 'data') + '.quotas.usd_per_month', definition={'exclusiveMinimum': 0}, rule='exclusiveMinimum')
+                if 'models' in data__quotas_keys:
+                    data__quotas_keys.remove('models')
+                    data__quotas__models = data__quotas['models']
+                    if not isinstance(data__quotas__models, dict):
+                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.models must be object', value=data__quotas__models, name='' + (name_prefix or 'data') + '.quotas.models', definition={'type': 'object'}, rule='type')
+                    data__quotas__models_is_dict = isinstance(data__quotas__models, dict)
+                    if data__quotas__models_is_dict:
+                        data__quotas__models_keys = set(data__quotas__models.keys())
+                        for data__quotas__models_key in data__quotas__models_keys:
+                            if data__quotas__models_key not in []:
+                                data__quotas__models_value = data__quotas__models.get(data__quotas__models_key)
+                                if not isinstance(data__quotas__models_value, dict):
+                                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.models.{data__quotas__models_key}'.format(**locals()) + ' must be object', value=data__quotas__models_value, name='' + (name_prefix or 'data') + '.quotas.models.{data__quotas__models_key}'.format(**locals()) + '', definition={'type': 'object'}, rule='type')
+                                data__quotas__models_value_is_dict = isinstance(data__quotas__models_value, dict)
+                                if data__quotas__models_value_is_dict:
+                                    data__quotas__models_value_keys = set(data__quotas__models_value.keys())
+                                    if 'tokens_per_day' in data__quotas__models_value_keys:
+                                        data__quotas__models_value_keys.remove('tokens_per_day')
+                                        data__quotas__models_value__tokensperday = data__quotas__models_value['tokens_per_day']
+                                        if not isinstance(data__quotas__models_value__tokensperday, int) and (not (isinstance(data__quotas__models_value__tokensperday, float) and data__quotas__models_value__tokensperday.is_integer())) or isinstance(data__quotas__models_value__tokensperday, bool):
+                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.models.{data__quotas__models_key}.tokens_per_day'.format(**locals()) + ' must be integer', value=data__quotas__models_value__tokensperday, name='' + (name_prefix or 'data') + '.quotas.models.{data__quotas__models_key}.tokens_per_day'.format(**locals()) + '', definition={'type': 'integer'}, rule='type')
+                                        if isinstance(data__quotas__models_value__tokensperday, (int, float, Decimal)) and (not isinstance(data__quotas__models_value__tokensperday, bool)):
+                                            if data__quotas__models_value__tokensperday < 1:
+                                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.models.{data__quotas__models_key}.tokens_per_day'.format(**locals()) + ' must be bigger than or equal to 1', value=data__quotas__models_value__tokensperday, name='' + (name_prefix or 'data') + '.quotas.models.{data__quotas__models_key}.tokens_per_day'.format(**locals()) + '', definition={'minimum': 1}, rule='minimum')
+                                    if data__quotas__models_value_keys:
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.models.{data__quotas__models_key}'.format(**locals()) + ' must not contain ' + str(data__quotas__models_value_keys) + ' properties', value=data__quotas__models_value, name='' + (name_prefix or 'data') + '.quotas.models.{data__quotas__models_key}'.format(**locals()) + '', definition={'additionalProperties': False}, rule='additionalProperties')
+                        data__quotas__models_len = len(data__quotas__models)
+                        if data__quotas__models_len != 0:
+                            data__quotas__models_property_names = True
+                            for data__quotas__models_key in data__quotas__models:
+                                try:
+                                    if not isinstance(data__quotas__models_key, str):
+                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.models must be string', value=data__quotas__models_key, name='' + (name_prefix or 'data') + '.quotas.models', definition={'type': 'string'}, rule='type')
+                                    if isinstance(data__quotas__models_key, str):
+                                        if not REGEX_PATTERNS['^[a-z0-9][a-z0-9._:-]{0,63}$'].search(data__quotas__models_key):
+                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.models must match pattern ^[a-z0-9][a-z0-9._:-]{0,63}$', value=data__quotas__models_key, name='' + (name_prefix or 'data') + '.quotas.models', definition={'pattern': '^[a-z0-9][a-z0-9._:-]{0,63}$'}, rule='pattern')
+                                except (JsonSchemaValueException, JsonSchemaValuesException):
+                                    data__quotas__models_property_names = False
+                            if not data__quotas__models_property_names:
+                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas.models must be named by propertyName definition', value=data__quotas__models, name='' + (name_prefix or 'data') + '.quotas.models', definition={'propertyNames': {'type': 'string', 'pattern': '^[a-z0-9][a-z0-9._:-]{0,63}$'}}, rule='propertyNames')
                 if data__quotas_keys:
                     raise JsonSchemaValueException('' + (name_prefix or 'data') + '.quotas must not contain ' + str(data__quotas_keys) + ' properties', value=data__quotas, name='' + (name_prefix or 'data') + '.quotas', definition={'additionalProperties': False}, rule='additionalProperties')
+        if 'on_store_unavailable' in data_keys:
+            data_keys.remove('on_store_unavailable')
+            data__onstoreunavailable = data['on_store_unavailable']
+            if not (isinstance(data__onstoreunavailable, str) and data__onstoreunavailable == 'fail_closed' or (isinstance(data__onstoreunavailable, str) and data__onstoreunavailable == 'fail_open')):
+                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".on_store_unavailable must be one of ['fail_closed', 'fail_open']", value=data__onstoreunavailable, name='' + (name_prefix or 'data') + '.on_store_unavailable', definition={'enum': ['fail_closed', 'fail_open']}, rule='enum')
         if data_keys:
             raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties', value=data, name='' + (name_prefix or 'data') + '', definition={'additionalProperties': False}, rule='additionalProperties')
     return data

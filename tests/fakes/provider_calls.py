@@ -5,7 +5,7 @@ import time
 from types import MappingProxyType
 from typing import Any
 
-from chalicelib.catalog import App, Deployment, GuardrailPolicy, PiiPolicy
+from chalicelib.catalog import App, Deployment, GuardrailPolicy, PiiPolicy, Quotas
 from chalicelib.chat import ChatRequest, Message, Tool
 from chalicelib.providers import ProviderCall
 
@@ -19,7 +19,7 @@ def make_app(app_id: str = "test-app", business_unit: str = "retail-banking",
     return App(
         id=app_id, business_unit=business_unit, principal_arns=("arn:aws:iam::111122223333:role/r",),
         allowed_models=frozenset({"m"}), pii=PiiPolicy(input={}, output={}),
-        guardrail=GuardrailPolicy(), tokens_per_day=1_000_000, external_id=external_id,
+        guardrail=GuardrailPolicy(), quotas=Quotas(tokens_per_day=1_000_000), external_id=external_id,
     )
 
 
