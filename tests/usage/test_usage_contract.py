@@ -55,6 +55,7 @@ class TestUsageContract:
         [t] = usage_store.totals("2026-11-27", "2026-11-27")
         assert (t.prompt_tokens, t.cost_units) == (10**12, 10**15 + 2)
 
+    @pytest.mark.concurrency
     def test_concurrent_records_sum_exactly(self, usage_store: UsageStore) -> None:
         rng = random.Random(10)
         plan = [[event(rng.choice(("ok", "ok", "ok", "rejected", "error")), model=rng.choice("mn"),
