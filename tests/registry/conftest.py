@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))  # dynamodb_tables
 
-REGISTRY_BACKENDS = ("sqlite",)
+REGISTRY_BACKENDS = ("sqlite", "moto", "dynamodb-local")
 MOTO_IS_NOT_ATOMIC = (
     "moto's transact_write_items checks and writes with no lock, so concurrent conditional "
     "transactions can both succeed; runs on SQLite and DynamoDB Local instead.")
