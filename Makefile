@@ -31,10 +31,13 @@ help:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# pyproject.toml only installs the admin CLI, .venv/bin/garden-admin (admin_cli/, editable, its
+# dependencies are requirements-dev.txt's); `chalice package` never reads it.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it with pyenv (pyenv install 3.12)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON312) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt

@@ -1,0 +1,6 @@
+"""`python -m admin_cli ...` is `garden-admin ...`."""
+import sys
+
+from admin_cli.main import main
+
+sys.exit(main())
