@@ -43,6 +43,63 @@ def get_model(model_id):
     return web.handle(app.current_request, Pipeline.get_model, model_id)
 
 
+# The admin API (chalicelib/admin/): the platform team's principals only (GARDEN_ADMIN_PRINCIPALS;
+# GARDEN_ADMIN_READERS may GET). Its own room, named by method: a /v1 container never imports it.
+@app.route("/admin/v1/apps", methods=["GET"], authorizer=iam)
+def admin_list_apps():
+    return web.handle_admin(app.current_request, "list_apps")
+
+
+@app.route("/admin/v1/apps/{app_id}", methods=["GET"], authorizer=iam)
+def admin_get_app(app_id):
+    return web.handle_admin(app.current_request, "get_app", app_id)
+
+
+@app.route("/admin/v1/apps/{app_id}", methods=["PUT"], authorizer=iam)
+def admin_put_app(app_id):
+    return web.handle_admin(app.current_request, "put_app", app_id)
+
+
+@app.route("/admin/v1/apps/{app_id}", methods=["DELETE"], authorizer=iam)
+def admin_delete_app(app_id):
+    return web.handle_admin(app.current_request, "delete_app", app_id)
+
+
+@app.route("/admin/v1/business-units", methods=["GET"], authorizer=iam)
+def admin_list_business_units():
+    return web.handle_admin(app.current_request, "list_business_units")
+
+
+@app.route("/admin/v1/business-units/{business_unit}", methods=["PUT"], authorizer=iam)
+def admin_put_business_unit(business_unit):
+    return web.handle_admin(app.current_request, "put_business_unit", business_unit)
+
+
+@app.route("/admin/v1/deployments", methods=["GET"], authorizer=iam)
+def admin_list_deployments():
+    return web.handle_admin(app.current_request, "list_deployments")
+
+
+@app.route("/admin/v1/deployments/{name}", methods=["PUT"], authorizer=iam)
+def admin_put_deployment(name):
+    return web.handle_admin(app.current_request, "put_deployment", name)
+
+
+@app.route("/admin/v1/changes", methods=["GET"], authorizer=iam)
+def admin_list_changes():
+    return web.handle_admin(app.current_request, "list_changes")
+
+
+@app.route("/admin/v1/usage", methods=["GET"], authorizer=iam)
+def admin_usage():
+    return web.handle_admin(app.current_request, "usage")
+
+
+@app.route("/admin/v1/chargeback", methods=["POST"], authorizer=iam)
+def admin_chargeback():
+    return web.handle_admin(app.current_request, "chargeback")
+
+
 @app.schedule(Rate(5, unit=Rate.MINUTES))
 def sweep_reservations(event):
     """Free quota held by requests that died without settling (a container killed mid-call)."""

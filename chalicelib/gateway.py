@@ -76,6 +76,83 @@ def lifecycle_check(settings: Settings | None = None) -> Any:
                           settings.bedrock_region, gateway_logger())
 
 
+_admin: Any = None
+
+
+def admin() -> Any:
+    """The container's admin API (chalicelib/admin/), built on first use: a container serving only
+    /v1 never loads it, and the request path never imports it."""
+    global _admin
+    if _admin is None:
+        with _lock:
+            if _admin is None:
+                _admin = build_admin(Settings.from_env())
+    return _admin
+
+
+def build_admin(settings: Settings, **overrides: Any) -> Any:
+    """The admin API over the same ports as the pipeline: identity, audit, telemetry, the registry
+    and the usage aggregates (`catalog`, `identity`, `audit`, `telemetry`, `registry`, `usage`,
+    `chargeback` may be overridden by keyword)."""
+    from chalicelib.admin import AdminApi, AdminFrame
+
+    catalog = overrides.pop("catalog", None) or load_catalog(settings.catalog_path)
+    telemetry = overrides.pop("telemetry", None) or _telemetry()
+    frame = AdminFrame(
+        identity=overrides.pop("identity", None) or _identity(settings),
+        audit=FallbackAuditSink(overrides.pop("audit", None) or _audit(settings), telemetry),
+        telemetry=telemetry, admins=settings.admin_principals, readers=settings.admin_readers,
+        max_body_bytes=settings.max_body_bytes)
+    registry = overrides.pop("registry", None)
+    usage = overrides.pop("usage", None)
+    return AdminApi(
+        frame=frame, catalog=catalog,
+        registry=(lambda: registry) if registry is not None else OnFirstUse(lambda: _seeded_registry(settings)),
+        usage=(lambda: usage) if usage is not None else OnFirstUse(lambda: _usage(settings)),
+        chargeback=overrides.pop("chargeback", None) or (lambda month: _chargeback(settings, month)),
+        **overrides)
+
+
+def _seeded_registry(settings: Settings) -> Any:
+    """The registry, seeded from the catalog file if it never was (a no-op once seeded), as the
+    request path seeds it; never on the prod stage, whose catalog is imported on purpose."""
+    import json
+
+    registry = _registry(settings)
+    if settings.stage != "prod":
+        raw = json.loads(settings.catalog_path.read_text(encoding="utf-8"))  # load_catalog validated it
+        registry.seed(raw["apps"], raw.get("business_units", {}), "seed")
+    return registry
+
+
+def _registry(settings: Settings) -> Any:
+    if settings.store == "dynamodb":
+        from chalicelib.registry.dynamodb import DynamoDbRegistry
+
+        return DynamoDbRegistry(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
+                                settings.ledger_table)
+    from chalicelib.registry.sqlite import SqliteRegistry
+
+    return SqliteRegistry(settings.home / "garden.sqlite3")
+
+
+def _usage(settings: Settings) -> Any:
+    if settings.store == "dynamodb":
+        from chalicelib.usage_store.dynamodb import DynamoDbUsageStore
+
+        return DynamoDbUsageStore(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
+                                  settings.ledger_table)
+    from chalicelib.usage_store.sqlite import SqliteUsageStore
+
+    return SqliteUsageStore(settings.home / "garden.sqlite3")
+
+
+def _chargeback(settings: Settings, month: str) -> Any:
+    from chalicelib.chargeback import run_chargeback
+
+    return run_chargeback(month, settings)
+
+
 # Adapters are imported where chosen, so a container loads only the ones it uses.
 
 def _identity(settings: Settings) -> Any:

@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from chalicelib.errors import ConfigError
+from chalicelib.identity.principals import canonical_principal
 
 VERSION = "0.1.0"
 DEFAULT_CATALOG = Path(__file__).parent / "defaults" / "catalog.json"
 
+# The local platform team's role: an admin where identity is local and GARDEN_ADMIN_PRINCIPALS is unset
+# (`make run` creates its key pair; only keys in local-credentials.json can sign as it).
+LOCAL_ADMIN_PRINCIPAL = "arn:aws:iam::000000000000:role/garden-platform-admin"
+_ARN = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+")
 _CHOICES = {
     "GARDEN_IDENTITY": ("local", "iam"),
     "GARDEN_STORE": ("sqlite", "dynamodb"),
@@ -48,12 +54,13 @@ class Settings:
     ledger_table: str  # GARDEN_STORE=dynamodb
     audit_bucket: str | None  # GARDEN_AUDIT=s3
     bu_keys: Mapping[str, str]  # GARDEN_AUDIT=s3: business unit -> KMS key ARN, "_unidentified" included
-    # Monthly chargeback (chargeback.py): this bucket, each BU's file under its BU key; unset: files
-    # under $GARDEN_HOME/chargeback/.
-    chargeback_bucket: str | None = None
     # Local identity: the `host:port` values a signed host header may name (GARDEN_SERVED_HOST,
     # comma-separated; the dev server sets it from the socket it bound). Empty: loopback, any port.
     served_hosts: tuple[str, ...] = ()
+    # Admin API (/admin/v1): canonical principal ARNs of admins (GARDEN_ADMIN_PRINCIPALS) and of
+    # read-only auditors (GARDEN_ADMIN_READERS), comma-separated; assumed-role ARNs name their role.
+    admin_principals: frozenset[str] = frozenset()
+    admin_readers: frozenset[str] = frozenset()
 
     @property
     def local_credentials_path(self) -> Path:
@@ -90,8 +97,10 @@ class Settings:
             ledger_table=env.get("GARDEN_LEDGER_TABLE", "garden-ledger"),
             audit_bucket=env.get("GARDEN_AUDIT_BUCKET") or None,
             bu_keys=_bu_keys(env.get("GARDEN_BU_KEYS", "{}")),
-            chargeback_bucket=env.get("GARDEN_CHARGEBACK_BUCKET") or None,
             served_hosts=tuple(h.strip() for h in env.get("GARDEN_SERVED_HOST", "").split(",") if h.strip()),
+            admin_principals=_principals(env, "GARDEN_ADMIN_PRINCIPALS", LOCAL_ADMIN_PRINCIPAL
+                                         if env.get("GARDEN_IDENTITY", "local") == "local" else ""),
+            admin_readers=_principals(env, "GARDEN_ADMIN_READERS", ""),
         )
         if settings.audit == "s3":
             if not settings.audit_bucket:
@@ -99,6 +108,14 @@ class Settings:
             if "_unidentified" not in settings.bu_keys:
                 raise ConfigError('GARDEN_BU_KEYS needs a key for "_unidentified" (requests with no app)')
         return settings
+
+
+def _principals(env: Mapping[str, str], name: str, default: str) -> frozenset[str]:
+    arns = [a.strip() for a in env.get(name, default).split(",") if a.strip()]
+    for i, arn in enumerate(arns):
+        if not _ARN.fullmatch(arn):
+            raise ConfigError(f"{name}: entry {i + 1} is not an IAM principal ARN (arn:aws:iam::<account>:role/<name>)")
+    return frozenset(canonical_principal(a) for a in arns)
 
 
 def _bu_keys(raw: str) -> Mapping[str, str]:

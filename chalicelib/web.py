@@ -68,6 +68,16 @@ def handle(request: Request, route: Callable[..., GatewayResponse], *args: str) 
         return fault(exc, rid)
 
 
+def handle_admin(request: Request, route: str, *args: str) -> Response:
+    """An /admin/v1 route: as `handle`, over the admin API's method `route` (chalicelib/admin/, built
+    and imported on first use)."""
+    rid = request_id(request)
+    try:
+        return respond(getattr(gateway.admin(), route)(incoming(request), *args), rid)
+    except Exception as exc:
+        return fault(exc, rid)
+
+
 def sweep_reservations() -> None:
     swept = gateway.pipeline().sweep_expired_reservations()
     logging.getLogger(LOGGER_NAME).info(json.dumps({"event": "sweep", "released": swept}))
@@ -92,8 +102,8 @@ def fault(exc: Exception, rid: str) -> Response:
 
 def unknown_route() -> Response:
     """An unknown path (local mode: API Gateway answers these itself in AWS). Nothing is echoed."""
-    return _error(NotFound("no such route: the gateway serves /v1/chat/completions, /v1/embeddings, /v1/models "
-                           "and /health",
+    return _error(NotFound("no such route: the gateway serves /v1/chat/completions, /v1/embeddings, /v1/models, "
+                           "/admin/v1 and /health",
                            code="unknown_route"))
 
 
