@@ -54,6 +54,9 @@ class Settings:
     ledger_table: str  # GARDEN_STORE=dynamodb
     audit_bucket: str | None  # GARDEN_AUDIT=s3
     bu_keys: Mapping[str, str]  # GARDEN_AUDIT=s3: business unit -> KMS key ARN, "_unidentified" included
+    # Monthly chargeback (chargeback.py): this bucket, each BU's file under its BU key; unset: files
+    # under $GARDEN_HOME/chargeback/.
+    chargeback_bucket: str | None = None
     # Local identity: the `host:port` values a signed host header may name (GARDEN_SERVED_HOST,
     # comma-separated; the dev server sets it from the socket it bound). Empty: loopback, any port.
     served_hosts: tuple[str, ...] = ()
@@ -97,6 +100,7 @@ class Settings:
             ledger_table=env.get("GARDEN_LEDGER_TABLE", "garden-ledger"),
             audit_bucket=env.get("GARDEN_AUDIT_BUCKET") or None,
             bu_keys=_bu_keys(env.get("GARDEN_BU_KEYS", "{}")),
+            chargeback_bucket=env.get("GARDEN_CHARGEBACK_BUCKET") or None,
             served_hosts=tuple(h.strip() for h in env.get("GARDEN_SERVED_HOST", "").split(",") if h.strip()),
             admin_principals=_principals(env, "GARDEN_ADMIN_PRINCIPALS", LOCAL_ADMIN_PRINCIPAL
                                          if env.get("GARDEN_IDENTITY", "local") == "local" else ""),
