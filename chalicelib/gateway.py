@@ -109,7 +109,8 @@ def build_admin(settings: Settings, **overrides: Any) -> Any:
         frame=frame, catalog=catalog,
         registry=(lambda: registry) if registry is not None else OnFirstUse(lambda: _seeded_registry(settings)),
         usage=(lambda: usage) if usage is not None else OnFirstUse(lambda: _usage(settings)),
-        chargeback=overrides.pop("chargeback", None) or (lambda month: _chargeback(settings, month)),
+        chargeback=overrides.pop("chargeback", None) or (lambda month, usage_store, budgets: _chargeback(
+            settings, month, usage_store, budgets)),
         **overrides)
 
 
@@ -147,10 +148,10 @@ def _usage(settings: Settings) -> Any:
     return SqliteUsageStore(settings.home / "garden.sqlite3")
 
 
-def _chargeback(settings: Settings, month: str) -> Any:
+def _chargeback(settings: Settings, month: str, usage: Any, budgets: Any) -> Any:
     from chalicelib.chargeback import run_chargeback
 
-    return run_chargeback(month, settings)
+    return run_chargeback(month, settings, usage=usage, budgets=budgets)
 
 
 # Adapters are imported where chosen, so a container loads only the ones it uses.

@@ -5,7 +5,6 @@ port; the request path picks changes up from the registry (within its cache boun
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import time
 from datetime import datetime, timezone
@@ -27,10 +26,11 @@ MAX_CHANGES = 1000
 
 class AdminApi:
     def __init__(self, *, frame: AdminFrame, registry: Callable[[], Registry], usage: Callable[[], UsageStore],
-                 catalog: Catalog, chargeback: Callable[[str], Any] | None = None,
+                 catalog: Catalog, chargeback: Callable[[str, UsageStore, Mapping[str, Any]], Any] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         """`registry`, `usage`: factories called on first use (a list of apps never opens the usage
-        store); `chargeback(month)` runs the month's chargeback and returns what it wrote."""
+        store); `chargeback(month, usage, budgets)` runs a month's chargeback (chargeback.py
+        `run_chargeback`) and returns its summary."""
         self._frame = frame
         self._registry = registry
         self._usage = usage
@@ -145,13 +145,9 @@ class AdminApi:
             month = month_value(json_body(req.body))
             if self._chargeback is None:
                 raise ServiceUnavailable("chargeback is not configured on this stage", code="chargeback_unavailable")
-            result = self._chargeback(month)
-            if dataclasses.is_dataclass(result) and not isinstance(result, type):
-                result = dataclasses.asdict(result)
-            body = {"object": "chargeback", "month": month}
-            if isinstance(result, Mapping):
-                body.update({k: v for k, v in result.items() if k not in body})
-            return AdminResponse(200, body)
+            # The month's aggregates and the budgets as the registry holds them now.
+            summary = self._chargeback(month, self._usage(), self._snapshot().business_units)
+            return AdminResponse(200, dict(summary))
 
         return self._frame(request, "admin.chargeback.run", run)
 
