@@ -90,6 +90,11 @@ def admin_list_changes():
     return web.handle_admin(app.current_request, "list_changes")
 
 
+@app.route("/admin/v1/catalog/import", methods=["POST"], authorizer=iam)
+def admin_import_catalog():
+    return web.handle_admin(app.current_request, "import_catalog")
+
+
 @app.route("/admin/v1/usage", methods=["GET"], authorizer=iam)
 def admin_usage():
     return web.handle_admin(app.current_request, "usage")

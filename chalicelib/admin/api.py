@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 from chalicelib.admin.frame import AdminFrame, AdminResponse, Conflict
-from chalicelib.admin.validation import (UsageQuery, app_entry, business_unit_entry, enabled_flag, json_body,
-                                         month_value)
+from chalicelib.admin.validation import (UsageQuery, app_entry, business_unit_entry, catalog_entries,
+                                         enabled_flag, json_body, month_value)
 from chalicelib.catalog import Catalog
 from chalicelib.errors import InvalidRequest, NotFound, ServiceUnavailable
 from chalicelib.incoming import IncomingRequest
@@ -127,6 +127,21 @@ class AdminApi:
             return AdminResponse(200, {"object": "list", "data": [_change(c) for c in changes]})
 
         return self._frame(request, "admin.changes.list", run)
+
+    # --- the catalog file, re-applied on purpose
+
+    def import_catalog(self, request: IncomingRequest) -> AdminResponse:
+        def run(req: IncomingRequest, principal: str) -> AdminResponse:
+            apps, units = catalog_entries(json_body(req.body), self._catalog.models)
+            try:
+                self._registry().import_catalog(apps, units, principal)
+            except PrincipalInUse:
+                raise Conflict("an app of the file names a principal another app already holds",
+                               param="apps", code="principal_in_use") from None
+            return AdminResponse(200, {"object": "catalog.import", "apps": [a["id"] for a in apps],
+                                       "business_units": sorted(units)})
+
+        return self._frame(request, "admin.catalog.import", run)
 
     # --- usage and chargeback
 

@@ -14,6 +14,7 @@ from chalicelib.catalog_schema import CATALOG_SCHEMA
 from chalicelib.errors import InvalidRequest
 from chalicelib.generated.catalog_validator import validate as validate_catalog
 from chalicelib.generated.catalog_validator import validate____defs_app as validate_app_schema
+from chalicelib.identity.principals import canonical_principal
 from chalicelib.schema_validation import JsonSchemaValueException, coerce_integers, dotted, violation
 from chalicelib.usage import GROUP_KEYS
 
@@ -33,8 +34,9 @@ def json_body(body: bytes) -> Any:
         raise InvalidRequest("the request body is not valid JSON", code="invalid_json") from None
 
 
-def app_entry(path_id: str, raw: Any, models: Mapping[str, Any]) -> dict[str, Any]:
-    """The app to store for PUT /admin/v1/apps/{path_id}: the catalog's app JSON, validated."""
+def app_entry(path_id: str, raw: Any, models: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """The app to store for PUT /admin/v1/apps/{path_id}: the catalog's app JSON, validated.
+    `where` prefixes every `param` (`apps[2].` for an app of an imported catalog)."""
     if not isinstance(raw, dict):
         raise InvalidRequest("the request body must be a JSON object (an app as in the catalog's apps)",
                              code="invalid_value")
@@ -44,19 +46,45 @@ def app_entry(path_id: str, raw: Any, models: Mapping[str, Any]) -> dict[str, An
     try:
         validate_app_schema(app)
     except JsonSchemaValueException as error:
-        _schema_error(error, [])
+        _schema_error(error, [], where)
     app = coerce_integers(CATALOG_SCHEMA["$defs"]["app"], app, CATALOG_SCHEMA)
     # The catalog's rules across fields (catalog.py checks the same at load).
     unknown = sorted(set(app["allowed_models"]) - set(models))
     if unknown:
-        _refuse("allowed_models", "names a model the catalog does not have")
+        _refuse(f"{where}allowed_models", "names a model the catalog does not have")
     capped = sorted(set(app["quotas"].get("models", {})) - set(app["allowed_models"]))
     if capped:
-        _refuse("quotas.models", "caps a model that is not one of the app's allowed_models")
+        _refuse(f"{where}quotas.models", "caps a model that is not one of the app's allowed_models")
     external_id = app.get("external_id")
     if external_id is not None and not external_id.endswith(f":{path_id}"):
-        _refuse("external_id", f"must be '<prefix>:{path_id}', which the operations role's trust checks")
+        _refuse(f"{where}external_id", f"must be '<prefix>:{path_id}', which the operations role's trust checks")
     return app
+
+
+def catalog_entries(raw: Any, models: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The apps and business units of a catalog file to import (POST /admin/v1/catalog/import): the
+    whole file checked by the catalog schema (`param`: `apps[1].quotas.tokens_per_day`), its apps by
+    the rules across fields against the served catalog's models. Models and routes are the deployed
+    catalog's: an import re-applies apps and budgets only."""
+    if not isinstance(raw, dict):
+        raise InvalidRequest("the request body must be a catalog JSON object", code="invalid_value")
+    try:
+        validate_catalog(raw)
+    except JsonSchemaValueException as error:
+        _schema_error(error, [], "", root=True)
+    apps: list[dict[str, Any]] = []
+    owners: dict[str, str] = {}
+    for i, entry in enumerate(raw["apps"]):
+        if any(a["id"] == entry["id"] for a in apps):
+            _refuse(f"apps[{i}].id", "repeats another app's id")
+        app = app_entry(entry["id"], entry, models, where=f"apps[{i}].")
+        for arn in app["principal_arns"]:
+            key = canonical_principal(arn)
+            if owners.setdefault(key, app["id"]) != app["id"]:
+                _refuse(f"apps[{i}].principal_arns", "names a principal another app of the file holds")
+        apps.append(app)
+    units = coerce_integers(CATALOG_SCHEMA, raw).get("business_units", {})
+    return apps, {bu: dict(budget) for bu, budget in units.items()}
 
 
 def business_unit_entry(business_unit: str, raw: Any) -> dict[str, Any]:
@@ -156,7 +184,7 @@ def _single(query: Mapping[str, Sequence[str]], name: str) -> str | None:
     return values[0]
 
 
-def _schema_error(error: JsonSchemaValueException, prefix: list[Any]) -> None:
+def _schema_error(error: JsonSchemaValueException, prefix: list[Any], where: str = "", root: bool = False) -> None:
     path = error.path
     if path[: len(prefix)] != prefix:  # the probe around a budget: cannot fail outside it
         _refuse("(body)", "is invalid")
@@ -165,16 +193,16 @@ def _schema_error(error: JsonSchemaValueException, prefix: list[Any]) -> None:
     if error.rule == "required" and isinstance(value, dict):
         path = path + [next(p for p in error.rule_definition if p not in value)]
     elif error.rule == "additionalProperties" and isinstance(value, dict):
-        known = set(_schema_at(error.path).get("properties", {}))
+        known = set(_schema_at(error.path, root).get("properties", {}))
         extra = sorted(k for k in value if k not in known)
         if extra:
             path, rule = path + [extra[0]], "is not a known field"
-    _refuse(dotted(path[len(prefix):]) or "(body)", rule)
+    _refuse(where + dotted(path[len(prefix):]) if path[len(prefix):] else where.rstrip(".") or "(body)", rule)
 
 
-def _schema_at(path: list[Any]) -> dict[str, Any]:
+def _schema_at(path: list[Any], root: bool = False) -> dict[str, Any]:
     """The catalog schema's node for an app-relative or catalog-relative path (to name unknown keys)."""
-    node: Any = CATALOG_SCHEMA if path[:1] == ["business_units"] else CATALOG_SCHEMA["$defs"]["app"]
+    node: Any = CATALOG_SCHEMA if root or path[:1] == ["business_units"] else CATALOG_SCHEMA["$defs"]["app"]
     for part in path:
         while isinstance(node, dict) and "$ref" in node:
             node = CATALOG_SCHEMA["$defs"][node["$ref"].rsplit("/", 1)[-1]]

@@ -243,7 +243,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/admin/v1/business-units", None), ("PUT", "/admin/v1/business-units/retail-banking", {"usd_per_month": 1}),
     ("GET", "/admin/v1/deployments", None), ("PUT", "/admin/v1/deployments/echo-primary", {"enabled": False}),
     ("GET", "/admin/v1/changes", None), ("GET", "/admin/v1/usage?from=2026-01-01&to=2026-01-31", None),
-    ("POST", "/admin/v1/chargeback", {"month": "2026-01"}),
+    ("POST", "/admin/v1/chargeback", {"month": "2026-01"}), ("POST", "/admin/v1/catalog/import", {"version": 1}),
 ]
 
 
