@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import uuid
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -128,6 +129,22 @@ def test_bad_month_is_refused_before_anything_is_written(tmp_path: Path, usage: 
     with pytest.raises(ValueError, match="month must be YYYY-MM"):
         run_chargeback("2026/10", settings_for(tmp_path), usage=usage, budgets={})
     assert not (tmp_path / "chargeback").exists()
+
+
+def test_memoryless(tmp_path: Path) -> None:
+    """Through the whole gateway: a request's text never reaches a chargeback file."""
+    from support import running_garden
+
+    secret = f"canary-{uuid.uuid4().hex}"
+    with running_garden(tmp_path) as garden:
+        r = garden.chat({"model": "local-echo", "messages": [{"role": "user", "content": secret}]})
+        assert r.status_code == 200, r.body
+        assert secret in r.body.decode()  # the echo answered with it: the text was there to leak
+        month = datetime.now(timezone.utc).strftime("%Y-%m")
+        result = run_chargeback(month, garden.settings, budgets={})
+    assert result["total"]["requests"] == 1
+    files = list((garden.home / "chargeback" / month).iterdir())
+    assert len(files) == 2 and all("canary" not in f.read_text() for f in files)
 
 
 # -- S3 (moto) with each business unit's KMS key --------------------------------------------------

@@ -1,5 +1,6 @@
 """The frame every route runs in: size cap, one deadline, error rendering, and exactly one audit
-record and one telemetry line per request, whatever happens inside."""
+record, one telemetry line and (chat and embeddings) one usage aggregate update per request,
+whatever happens inside."""
 from __future__ import annotations
 
 import time
@@ -15,6 +16,7 @@ from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
 from chalicelib.record import RequestRecord
 from chalicelib.telemetry import Telemetry
+from chalicelib.usage_store import UsageRecorder
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
@@ -41,9 +43,11 @@ class Governed:
         request_timeout_s: float,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self._audit = audit
         self._telemetry = telemetry
+        self._usage = usage  # never raises (usage_store/__init__.py): bookkeeping never fails an answer
         self._max_body_bytes = max_body_bytes
         self._timeout_s = request_timeout_s
         self._clock = clock
@@ -91,6 +95,8 @@ class Governed:
         record.latency_ms = round((self._monotonic() - started) * 1000, 3)
         self._audit.write(record)
         self._telemetry.record(record)
+        if self._usage is not None:
+            self._usage.record(record)
         return response
 
 
