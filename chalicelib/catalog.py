@@ -5,9 +5,10 @@ instead of failing one request at a time in production.
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
@@ -16,6 +17,7 @@ from typing import Any, Mapping
 from chalicelib.catalog_schema import CATALOG_SCHEMA
 from chalicelib.errors import ConfigError
 from chalicelib.generated.catalog_validator import validate as validate_catalog
+from chalicelib.generated.catalog_validator import validate____defs_app as validate_app
 from chalicelib.identity.principals import canonical_principal
 from chalicelib.schema_validation import JsonSchemaValueException, coerce_integers, dotted
 
@@ -168,6 +170,7 @@ class App:
     system_prompt: SystemPrompt | None = None  # pinned by the app's owners, sent first
     auto_upgrade: bool = False  # a retired model is served by its successor (if allowed) instead of 410
     store_fail_open: bool = False  # quota store unavailable: serve unmetered (counted) instead of 503
+    disabled: bool = False  # deleted in the registry: its callers get 403 app_disabled
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,8 @@ class Catalog:
     apps: Mapping[str, App]
     _by_principal: Mapping[str, App] = field(repr=False, default_factory=dict)
     business_units: Mapping[str, BusinessUnit] = field(default_factory=dict)
+    # Deployment names switched off in the registry (the kill switch): no route calls them.
+    disabled_deployments: frozenset[str] = frozenset()
 
     def app_for_principal(self, principal_arn: str) -> App | None:
         return self._by_principal.get(canonical_principal(principal_arn))
@@ -207,16 +212,9 @@ def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
         where = f"{source}: apps[{index}]"
         if app.id in apps:
             raise ConfigError(f"{where}.id: duplicate app id {app.id!r}")
-        if app.external_id is not None and not app.external_id.endswith(f":{app.id}"):
-            # The operations role trusts ExternalId "<prefix>:${aws:RequestTag/app}" (infra/README.md).
-            raise ConfigError(f"{where}.external_id: must be '<prefix>:{app.id}' (e.g. "
-                              f"'execution-garden:{app.id}'), which the operations role's trust checks")
-        capped = sorted(set(app.quotas.model_tokens_per_day) - app.allowed_models)
-        if capped:
-            raise ConfigError(f"{where}.quotas.models: {capped[0]!r} is not one of the app's allowed_models")
-        unknown = sorted(app.allowed_models - models.keys())
-        if unknown:
-            raise ConfigError(f"{where}.allowed_models: unknown model {unknown[0]!r}")
+        wrong = _app_rule_broken(app, models)
+        if wrong:
+            raise ConfigError(f"{where}.{wrong[0]}: {wrong[1]}")
         for arn in app.principal_arns:
             key = canonical_principal(arn)
             if key in by_principal:
@@ -228,6 +226,53 @@ def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
              for bu, b in raw.get("business_units", {}).items()}
     return Catalog(MappingProxyType(models), MappingProxyType(apps), MappingProxyType(by_principal),
                    MappingProxyType(units))
+
+
+class AppConfigError(ConfigError):
+    """An app (the catalog's JSON) that breaks the catalog's rules; `param` is the dotted field
+    (`quotas.tokens_per_day`). Messages name the rule, never a value."""
+
+    def __init__(self, param: str, rule: str) -> None:
+        super().__init__(f"{param}: {rule}")
+        self.param = param
+        self.rule = rule
+
+
+def parse_app(raw: Any, models: Mapping[str, Model]) -> App:
+    """One app as the catalog's `apps` has it, checked by the same schema and cross-field rules
+    against `models` (a loaded catalog's): for apps that live in the registry. AppConfigError names
+    the field. The registry's own `disabled` flag is read, not validated."""
+    body = dict(raw) if isinstance(raw, Mapping) else raw
+    disabled = bool(body.pop("disabled", False)) if isinstance(body, dict) else False
+    try:
+        validate_app(body)
+    except JsonSchemaValueException as error:
+        path = list(error.path)
+        if error.rule == "required" and isinstance(error.value, dict):
+            path += [next((p for p in error.rule_definition if p not in error.value), "")]
+        raise AppConfigError(dotted(path) or "(root)", error.rule or "invalid") from None
+    body = coerce_integers(CATALOG_SCHEMA["$defs"]["app"], copy.deepcopy(body), CATALOG_SCHEMA)
+    app = _app(body)
+    wrong = _app_rule_broken(app, models)
+    if wrong:
+        raise AppConfigError(*wrong)
+    return replace(app, disabled=True) if disabled else app
+
+
+def _app_rule_broken(app: App, models: Mapping[str, Model]) -> tuple[str, str] | None:
+    """The catalog's rules across an app's fields, which the JSON Schema does not express:
+    (dotted field, rule) of the first one broken."""
+    if app.external_id is not None and not app.external_id.endswith(f":{app.id}"):
+        # The operations role trusts ExternalId "<prefix>:${aws:RequestTag/app}" (infra/README.md).
+        return ("external_id", f"must be '<prefix>:{app.id}' (e.g. 'execution-garden:{app.id}'), "
+                               "which the operations role's trust checks")
+    capped = sorted(set(app.quotas.model_tokens_per_day) - app.allowed_models)
+    if capped:
+        return "quotas.models", f"{capped[0]!r} is not one of the app's allowed_models"
+    unknown = sorted(app.allowed_models - models.keys())
+    if unknown:
+        return "allowed_models", f"unknown model {unknown[0]!r}"
+    return None
 
 
 def _validate(raw: Any, source: str) -> None:

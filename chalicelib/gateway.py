@@ -10,10 +10,10 @@ from typing import Any, Callable, Mapping
 
 from chalicelib.audit import FallbackAuditSink
 from chalicelib.catalog import Catalog, load_catalog
+from chalicelib.catalog_source import PROD_STAGE, CatalogSource, RegistryCatalog, as_source, prod_refusal
 from chalicelib.lazy import OnFirstUse
 from chalicelib.pipeline import Pipeline
-from chalicelib.settings import Settings
-from chalicelib.usage_store import UsageRecorder
+from chalicelib.settings import DEFAULT_CATALOG, Settings
 
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
@@ -39,31 +39,42 @@ def use(new: Pipeline | None) -> None:
 def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
     """Every adapter is chosen from `settings`; any of them can be overridden by keyword
     (`catalog`, `identity`, `quota`, `pii`, `guardrail`, `providers`, `router`, `audit`,
-    `telemetry`, `usage`, and the pipeline's own `clock` / `monotonic`)."""
-    catalog = overrides.pop("catalog", None) or load_catalog(settings.catalog_path)
+    `telemetry`, and the pipeline's own `clock` / `monotonic`). A `catalog` override (a Catalog)
+    is served as is; else the catalog file's models with the registry's apps (catalog_source.py)."""
+    source = as_source(overrides.pop("catalog", None) or catalog_source(settings))
     providers = overrides.pop("providers", None)
     parts: dict[str, Any] = {
         "identity": lambda: _identity(settings),
         "quota": lambda: _quota(settings),
         "pii": lambda: _pii(settings),
         "guardrail": lambda: _guardrail(settings),
-        "router": lambda: _router(settings, catalog, providers),
+        "router": lambda: _router(settings, source, providers),
         "audit": lambda: _audit(settings),
         "telemetry": _telemetry,
-        "usage": lambda: _usage(settings),
     }
     built = {name: overrides.pop(name) if name in overrides else make() for name, make in parts.items()}
     # Every sink, overridden or not: a failed audit write never fails the request nor loses the record.
     built["audit"] = FallbackAuditSink(built["audit"], built["telemetry"])
-    # Likewise the usage aggregates (a `usage` store, or None: not recorded): a failed write is logged.
-    built["usage"] = UsageRecorder(built["usage"]) if built["usage"] is not None else None
     return Pipeline(
-        catalog=catalog,
+        catalog=source,
         **built,
         max_body_bytes=settings.max_body_bytes,
         request_timeout_s=settings.request_timeout_s,
         **overrides,
     )
+
+
+def catalog_source(settings: Settings, registry: Any = None) -> RegistryCatalog:
+    """The catalog file's models and routes with the registry's apps, budgets and switches, the
+    registry seeded from the file when empty, except on the prod stage (catalog_source.py)."""
+    import json
+
+    file = load_catalog(settings.catalog_path)
+    raw = json.loads(settings.catalog_path.read_text(encoding="utf-8"))  # load_catalog validated it
+    return RegistryCatalog(
+        file, raw, (lambda: registry) if registry is not None else OnFirstUse(lambda: _registry(settings)),
+        seed_from_file=settings.stage != PROD_STAGE,
+        refusal=prod_refusal(settings.stage, settings.catalog_path, DEFAULT_CATALOG))
 
 
 def lifecycle_check(settings: Settings | None = None) -> Any:
@@ -113,7 +124,8 @@ def build_admin(settings: Settings, **overrides: Any) -> Any:
         frame=frame, catalog=catalog,
         registry=(lambda: registry) if registry is not None else OnFirstUse(lambda: _seeded_registry(settings)),
         usage=(lambda: usage) if usage is not None else OnFirstUse(lambda: _usage(settings)),
-        chargeback=overrides.pop("chargeback", None) or (lambda month: _chargeback(settings, month)),
+        chargeback=overrides.pop("chargeback", None) or (lambda month, usage_store, budgets: _chargeback(
+            settings, month, usage_store, budgets)),
         **overrides)
 
 
@@ -151,10 +163,10 @@ def _usage(settings: Settings) -> Any:
     return SqliteUsageStore(settings.home / "garden.sqlite3")
 
 
-def _chargeback(settings: Settings, month: str) -> Any:
+def _chargeback(settings: Settings, month: str, usage: Any, budgets: Any) -> Any:
     from chalicelib.chargeback import run_chargeback
 
-    return run_chargeback(month, settings)
+    return run_chargeback(month, settings, usage=usage, budgets=budgets)
 
 
 # Adapters are imported where chosen, so a container loads only the ones it uses.
@@ -184,17 +196,6 @@ def _quota(settings: Settings) -> Any:
 
         ledger = SqliteLedger(settings.home / "garden.sqlite3")
     return QuotaKeeper(ledger, settings.request_timeout_s)
-
-
-def _usage(settings: Settings) -> Any:
-    if settings.store == "dynamodb":
-        from chalicelib.usage_store.dynamodb import DynamoDbUsageStore
-
-        return DynamoDbUsageStore(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
-                                  settings.ledger_table)
-    from chalicelib.usage_store.sqlite import SqliteUsageStore
-
-    return SqliteUsageStore(settings.home / "garden.sqlite3")
 
 
 def _pii(settings: Settings) -> Any:
@@ -250,11 +251,13 @@ def _quiet_botocore() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _router(settings: Settings, catalog: Catalog, providers: Mapping[str, Any] | None) -> Any:
+def _router(settings: Settings, source: CatalogSource, providers: Mapping[str, Any] | None) -> Any:
     from chalicelib.router import CircuitBreaker, Router
 
     breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
-    return Router(providers or _providers(settings, catalog), breaker, settings.bedrock_region)
+    # The kill switch: the current catalog's switched-off deployments, read per request.
+    return Router(providers or _providers(settings, source.base), breaker, settings.bedrock_region,
+                  disabled=lambda: source.current().disabled_deployments)
 
 
 def _providers(settings: Settings, catalog: Catalog) -> dict[str, Any]:

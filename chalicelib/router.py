@@ -140,17 +140,21 @@ class Router:
         breaker: CircuitBreaker,
         default_region: str,
         monotonic: Callable[[], float] = time.monotonic,
+        disabled: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self._providers = providers
         self._breaker = breaker
         self._default_region = default_region
         self._monotonic = monotonic
+        # The kill switch: names of deployments switched off in the registry, per request (the
+        # composition root passes the current catalog's `disabled_deployments`).
+        self._disabled = disabled
 
     def complete(self, app: App, model: Model, request: ChatRequest, max_tokens: int,
-                 deadline: float) -> Routed[Completion]:
+                 deadline: float, request_id: str = "") -> Routed[Completion]:
         def attempt(deployment: Deployment) -> Completion:
             provider = self._providers[deployment.provider]
-            return provider.complete(ProviderCall(app, deployment, request, max_tokens, deadline))
+            return provider.complete(ProviderCall(app, deployment, request, max_tokens, deadline, request_id))
 
         return self._route(app, model, deadline, attempt)
 
@@ -200,14 +204,21 @@ class Router:
                 headers={"retry-after": str(max(1, math.ceil(own_wait)))})
         raise _with_attempts(last_error, attempts, None)
 
-    def deployments_for(self, app: App, model: Model) -> list[Deployment]:
-        if app.geography is None:
-            return list(model.deployments)
-        route = [d for d in model.deployments
-                 if app.geography in deployment_geographies(d, self._default_region)]
-        if not route:
-            raise NotFound(f"the model '{model.id}' has no deployment in this app's geography "
-                           f"({app.geography})", param="model", code="model_not_in_geography")
+    def deployments_for(self, app: App, model: Model, disabled: frozenset[str] | None = None) -> list[Deployment]:
+        """The model's route for this app: its geography's deployments, less those switched off
+        (`disabled`, default: the current catalog's). All switched off: 503 all_deployments_disabled."""
+        route = list(model.deployments)
+        if app.geography is not None:
+            route = [d for d in route if app.geography in deployment_geographies(d, self._default_region)]
+            if not route:
+                raise NotFound(f"the model '{model.id}' has no deployment in this app's geography "
+                               f"({app.geography})", param="model", code="model_not_in_geography")
+        off = self._disabled() if disabled is None else disabled
+        if off:
+            route = [d for d in route if d.name not in off]
+            if not route:
+                raise ServiceUnavailable("every deployment of this model is switched off by the platform team; "
+                                         "retry later", code="all_deployments_disabled")
         return route
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 from chalicelib.audit import AuditSink
 from chalicelib.catalog import Catalog
+from chalicelib.catalog_source import CatalogSource
 from chalicelib.guardrails import Guardrail
 from chalicelib.identity import Identity
 from chalicelib.incoming import IncomingRequest
@@ -28,7 +29,6 @@ from chalicelib.quota import QuotaKeeper
 from chalicelib.record import RequestRecord
 from chalicelib.router import Router
 from chalicelib.telemetry import Telemetry
-from chalicelib.usage_store import UsageRecorder
 
 __all__ = ["GatewayResponse", "Pipeline", "error_response", "new_request_id"]
 
@@ -37,7 +37,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        catalog: Catalog,
+        catalog: Catalog | CatalogSource,  # a fixed catalog, or the source of the current one
         identity: Identity,
         quota: QuotaKeeper,
         pii: PiiDetector,
@@ -49,17 +49,19 @@ class Pipeline:
         request_timeout_s: float,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        usage: UsageRecorder | None = None,
     ) -> None:
-        self.catalog = catalog
         self._quota = quota
         self._governed = Governed(audit=audit, telemetry=telemetry, max_body_bytes=max_body_bytes,
-                                  request_timeout_s=request_timeout_s, clock=clock, monotonic=monotonic,
-                                  usage=usage)
+                                  request_timeout_s=request_timeout_s, clock=clock, monotonic=monotonic)
         self._stages = Stages(catalog=catalog, identity=identity, quota=quota, pii=pii, guardrail=guardrail)
         self._chat = ChatRoute(self._stages, router, self._governed)
         # Built on the first embeddings request: a chat-only container never loads its modules.
         self._embeddings = OnFirstUse(lambda: _embeddings_route(self._stages, router, self._governed))
+
+    @property
+    def catalog(self) -> Catalog:
+        """The current catalog (catalog_source.py): read per request, never kept."""
+        return self._stages.catalog
 
     def chat_completions(self, request: IncomingRequest) -> GatewayResponse:
         return self._governed(request, "chat.completions", self._chat)

@@ -3,6 +3,7 @@ verdicts and settling what a call cost. Each stage notes what it did in the requ
 from __future__ import annotations
 
 from chalicelib.catalog import App, Catalog, Model, Price
+from chalicelib.catalog_source import CatalogSource, as_source
 from chalicelib.chat import Usage
 from chalicelib.cost import cost_usd
 from chalicelib.errors import Gone, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
@@ -17,14 +18,20 @@ from chalicelib.record import RequestRecord
 
 
 class Stages:
-    def __init__(self, *, catalog: Catalog, identity: Identity, quota: QuotaKeeper, pii: PiiDetector,
-                 guardrail: Guardrail) -> None:
-        self.catalog = catalog
+    def __init__(self, *, catalog: Catalog | CatalogSource, identity: Identity, quota: QuotaKeeper,
+                 pii: PiiDetector, guardrail: Guardrail) -> None:
+        self.source = as_source(catalog)
         self.quota = quota
         self._identity = identity
         self._pii = pii
         self._guardrail = guardrail
-        self._lifecycle_headers = {m.id: lifecycle_headers(m) for m in catalog.models.values()}  # once
+        # Models come from the catalog file, fixed for the container: computed once per model.
+        self._lifecycle_headers: dict[str, dict[str, str]] = {}
+
+    @property
+    def catalog(self) -> Catalog:
+        """The current catalog (apps, budgets and switches follow the registry: catalog_source.py)."""
+        return self.source.current()
 
     def identify(self, request: IncomingRequest, record: RequestRecord) -> App:
         principal = self._identity.principal(request)
@@ -34,6 +41,8 @@ class Stages:
                 "the calling IAM principal is not registered with the gateway", code="unknown_principal"
             )
         record.principal, record.app_id, record.business_unit = principal, app.id, app.business_unit
+        if app.disabled:
+            raise PermissionDenied("this app has been deleted from the gateway's registry", code="app_disabled")
         return app
 
     def model(self, app: App, model_id: str, record: RequestRecord, kind: str | None = None) -> Model:
@@ -68,7 +77,10 @@ class Stages:
     def lifecycle_headers(self, model: Model) -> dict[str, str]:
         """Deprecation (RFC 9745), Sunset (RFC 8594) and successor Link headers for a legacy or
         retired model; none for an active one."""
-        return dict(self._lifecycle_headers.get(model.id, {}))
+        headers = self._lifecycle_headers.get(model.id)
+        if headers is None:
+            headers = self._lifecycle_headers[model.id] = lifecycle_headers(model)
+        return dict(headers)
 
     def _upgraded(self, app: App, retired: Model) -> Model:
         successor = live_successor(self.catalog, retired)
