@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import APP, READER_ARN, AdminGarden
+from admin_support import APP, READER_ARN, AdminGarden
 
 from chalicelib.settings import LOCAL_ADMIN_PRINCIPAL
 from support import ACCOUNT

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import AdminGarden
+from admin_support import AdminGarden
 
 
 def test_chargeback_on_demand_writes_the_month_with_the_registrys_budgets(served: AdminGarden) -> None:

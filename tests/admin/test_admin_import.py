@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from conftest import admin_catalog, admin_garden
+from admin_support import admin_catalog, admin_garden
 
 from chalicelib.settings import LOCAL_ADMIN_PRINCIPAL
 
