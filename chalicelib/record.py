@@ -30,6 +30,7 @@ class RequestRecord:
     cost_usd: float = 0.0
     pii: dict[str, int] = field(default_factory=dict)  # "<TYPE>:<ACTION>" -> count, in and out
     guardrail: list[str] = field(default_factory=list)  # "<INPUT|OUTPUT>:<CATEGORY>"
+    quota_store: str | None = None  # "UNAVAILABLE:FAIL_OPEN": the quota store was down, served unmetered
     latency_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

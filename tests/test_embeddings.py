@@ -198,4 +198,4 @@ def test_quota_is_settled_at_the_models_price(served: Server, client: openai.Ope
 def test_an_app_over_quota_is_refused_before_any_call(served: Server) -> None:
     with pytest.raises(openai.RateLimitError) as refused:  # 200 tokens a day; this is 250
         sdk(served, QUOTA_KEY_ID).embeddings.create(model="embed", input="x" * 1000)
-    assert refused.value.code == "quota_exceeded"
+    assert refused.value.code == "insufficient_quota"  # a daily budget's kind (issue 10)

@@ -22,6 +22,8 @@ from chalicelib.openai_api.embeddings_request import EmbeddingsRequest, parse_em
 from chalicelib.pipeline.governed import GatewayResponse, Governed
 from chalicelib.pipeline.stages import Stages
 from chalicelib.providers import Embedded
+from chalicelib.quota import STORE_FAIL_OPEN, with_headers
+from chalicelib.ratelimit_headers import cost_header
 from chalicelib.record import RequestRecord
 from chalicelib.router import Router
 from chalicelib.text_view import TextView
@@ -49,8 +51,10 @@ class EmbeddingsRoute:
         model = stages.model(app, embeddings.model, record, kind="embedding")
         dimensions = _dimensions(model, embeddings)
         reservation = self._quota.reserve(app, _estimate(model, embeddings.inputs), 0,
-                                          reservation_id=request.request_id)
+                                          reservation_id=request.request_id, model=model,
+                                          unit=stages.catalog.business_units.get(app.business_unit))
         record.reserved_tokens = reservation.tokens
+        record.quota_store = STORE_FAIL_OPEN if reservation.unmetered else None
         try:
             inputs = self._redact_input(app, embeddings.inputs, record)
             inputs = self._guard_input(app, inputs, record)
@@ -59,8 +63,9 @@ class EmbeddingsRoute:
             record.reserved_tokens = reservation.tokens
             routed = self._router.embed(app, model, inputs, dimensions, self._frame.deadline_at())
             record.deployment, record.attempts = routed.deployment.name, routed.attempts
-        except BaseException:
+        except BaseException as exc:
             self._quota.release(reservation)  # no model call was paid for
+            with_headers(exc, reservation.headers)
             raise
         embedded = routed.result
         try:
@@ -68,11 +73,14 @@ class EmbeddingsRoute:
             # model.id: the model that served, a retired one's successor when auto-upgraded (else as asked).
             body = responses.embeddings_body(model.id, embedded.vectors, embedded.prompt_tokens,
                                              embeddings.encoding_format)
+        except BaseException as exc:
+            with_headers(exc, reservation.headers)
+            raise
         finally:
             # The provider answered and billed: the app pays, even if the answer then fails.
             stages.settle(reservation, model.price_for(routed.deployment), Usage(embedded.prompt_tokens, 0), record)
         headers = {"x-garden-deployment": record.deployment or "", "x-garden-attempts": str(record.attempts),
-                   **stages.lifecycle_headers(model)}
+                   **stages.lifecycle_headers(model), **reservation.headers, **cost_header(record.cost_usd)}
         return GatewayResponse(200, body, headers)
 
     def _redact_input(self, app: App, inputs: tuple[str, ...], record: RequestRecord) -> tuple[str, ...]:

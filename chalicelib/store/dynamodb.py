@@ -1,227 +1,389 @@
-"""AWS adapter of the store port: the `garden-ledger` DynamoDB table (pk/sk, TTL on `expires_at`).
+"""AWS adapter of the ledger port: leases on counters in the `garden-ledger` table.
 
-Items, all under the app's day partition `APP#<app>#DAY#<day>` except the pointer:
-- `USAGE`: tokens, requests, cost_usd (a Number, exact decimal dollars: micro-dollars would round
-  a cheap request to 0), `held` (tokens of reservations not yet settled, released or swept) and
-  `committed` = tokens + held. Condition expressions cannot add, so `committed` is what `reserve`
-  compares with `limit - n`. TTL: end of the day + 35 days (a month of cost reports).
-- `RES#<id>`: one reservation (tokens, lease_until), listed by `sweep`.
-- pk `RESID#<id>`, sk `RES`: a pointer to the above, because `release(reservation_id)` is given
-  no app or day and GetItem needs the whole key.
-A reservation's logical expiry is `lease_until`; its TTL `expires_at` is the end of its day + 1
-day, so TTL can never delete a hold before `sweep` frees it (its day is over by then). Expired
-holds keep counting until swept (see the port). Stores only ids, numbers and dates.
+Why leases. DynamoDB takes about 1,000 write units a second on one partition key, and a
+transactional write costs double: a per-app counter written twice per request (reserve, settle)
+throttles near 250 requests a second. Here a container (one ledger instance) leases a block of a
+counter with one conditional UpdateItem and serves reservations from its leases in memory; it
+writes to the counter again only when a block runs out, when it trims (every `SERVE_S`, or when a
+window ends) or when a call used more than was held. At 500 requests a second on one app the hottest
+counter sees a few dozen writes a second (README: "Limits at scale").
+
+No overshoot. A lease is granted only if the counter's `committed` (used + leased) stays within the
+cap (the condition), and a container never holds more in memory than it leased: every admitted
+request is covered by a lease that the counter already counts. Usage beyond a request's hold (the
+provider billed more than the estimate) is written through at once, unconditionally, so the next
+lease anywhere sees it. What leases cost: a request may be refused a little early, while other
+containers sit on unused blocks (each at most `BLOCK_MULTIPLE` times a request's need and at most
+1/`BLOCK_FRACTION` of the cap), until they trim.
+
+Dead containers. A container that dies (or is frozen) keeps its lease committed: nobody knows how
+much of it was used. `sweep` (scheduled) finds leases whose expiry (`SERVE_S` + `LEASE_GRACE_S` after
+the container's last write) has passed and books them as used: bounded over-refusal (one block per
+dead container and counter, until the window ends), never overshoot. A frozen container that wakes
+finds its lease swept (its conditional write fails) and starts a new one.
+
+Items:
+- pk `LIMIT#<limit key>`, sk `C`: `used`, `leased`, `committed` (= used + leased: conditions cannot
+  add), and per container `L_<id>` (its lease) and `X_<id>` (its lease's expiry). TTL: the window's
+  end + 2 days.
+- pk `LEASES#<shard 0..7>`, sk `<container id>`: `keys`, the counters the container may hold a lease
+  on, written before its first lease on a key; what `sweep` reads.
+Reservations live in the container's memory only (ids = request ids): a settle is idempotent in the
+container that reserved (the only one that settles). Stores only ids, numbers and dates.
 """
 from __future__ import annotations
 
-import calendar
-import random
-import time
+import threading
+import uuid
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.lazy import OnFirstUse
-from chalicelib.store import DailyUsage
+from chalicelib.store import Counter, Hold, Limit, Refused
 
-_USAGE_TTL_S = 35 * 86400
-_RES_TTL_S = 86400
-_CONFLICT_ATTEMPTS = 5  # TransactionConflict: another transaction on the same usage item
+SERVE_S = 10.0  # a lease serves this long before it is trimmed (unused part given back, usage booked)
+LEASE_GRACE_S = 90.0  # past SERVE_S, what a request in flight may still take (deadline + margin)
+BLOCK_MULTIPLE = 32  # a block is at most this many times what the request needs ...
+BLOCK_FRACTION = 16  # ... and at most this fraction of the cap
+LEASE_SHARDS = 8
+_COUNTER_TTL_S = 2 * 86400
+_INDEX_TTL_S = 35 * 86400
+_REMEMBERED = 10_000  # settled or released ids this container remembers (replays)
+_ATTEMPTS = 4
 
 
-class _Cancelled(Exception):
-    def __init__(self, codes: list[str]) -> None:
-        super().__init__(",".join(codes))
-        self.codes = codes
+@dataclass(eq=False)
+class _Lease:
+    limit: Limit
+    granted: int = 0  # what the counter counts for this lease (L_<id>)
+    consumed: int = 0  # settled usage within it, not yet booked as `used`
+    held: int = 0  # reservations in flight
+    serve_until: float = 0.0
+    backed: bool = True  # False once swept: the store counted it all as used
+    seen_committed: int | None = None  # the counter's committed, as last written
+
+    @property
+    def available(self) -> int:
+        return self.granted - self.consumed - self.held
+
+
+@dataclass
+class _Reservation:
+    parts: list[tuple[_Lease, int]] = field(default_factory=list)
+    expires_at: float = 0.0
 
 
 class DynamoDbLedger:
-    def __init__(self, client_factory: Callable[[], Any], table: str) -> None:
+    def __init__(self, client_factory: Callable[[], Any], table: str, container_id: str | None = None) -> None:
         self._client = OnFirstUse(client_factory)
         self._table = table
+        self._id = container_id or uuid.uuid4().hex[:16]
+        self._shard = zlib.crc32(self._id.encode()) % LEASE_SHARDS
+        self._lock = threading.Lock()
+        self._leases: dict[str, _Lease] = {}
+        self._reservations: dict[str, _Reservation] = {}
+        self._done: OrderedDict[str, None] = OrderedDict()
 
     # -- port ---------------------------------------------------------------------------------
     def reserve(
-        self, *, reservation_id: str, app_id: str, day: str, tokens: int, limit: int,
-        now: float, expires_at: float,
-    ) -> bool:
-        # `now` is not used: expired holds count until `sweep` (a condition cannot sum items).
-        if tokens > limit:
-            return False
-        pk, end = _pk(app_id, day), _end_of_day(day)
-        res_item = {"pk": _s(pk), "sk": _s(f"RES#{reservation_id}"), "tokens": _n(tokens),
-                    "lease_until": _n(expires_at), "expires_at": _n(end + _RES_TTL_S)}
-        pointer = {"pk": _s(f"RESID#{reservation_id}"), "sk": _s("RES"), "app_id": _s(app_id),
-                   "day": _s(day), "tokens": _n(tokens), "expires_at": _n(end + _RES_TTL_S)}
-        items = [
-            self._hold(pk, day, tokens, limit),
-            {"Put": {"TableName": self._table, "Item": res_item,
-                     "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"TableName": self._table, "Item": pointer,
-                     "ConditionExpression": "attribute_not_exists(pk)"}},
-        ]
-        try:
-            self._transact(items)
-        except _Cancelled as exc:
-            if exc.codes[0] == "ConditionalCheckFailed":
-                return False  # would overshoot the limit
-            if "ConditionalCheckFailed" in exc.codes[1:]:
-                # Same as SQLite's primary key: an id is reserved once (ids are request ids).
-                raise ValueError("reservation id already in use") from None
-            raise _unavailable() from None
-        return True
+        self, *, reservation_id: str, holds: Sequence[Hold], now: float, expires_at: float,
+    ) -> Refused | None:
+        for hold in holds:
+            if hold.limit.cap is not None and hold.amount > hold.limit.cap:
+                return Refused(hold.limit)  # cannot fit even in an empty window: no call at all
+        with self._lock:
+            if reservation_id in self._reservations:
+                raise ValueError("reservation id already in use")
+            self._done.pop(reservation_id, None)  # a finished id may serve again (a replayed event)
+            self._maintain(now)
+            refused = self._cover(holds, now)
+            if refused is not None:
+                return refused
+            self._reservations[reservation_id] = _Reservation(self._take(holds), expires_at)
+        return None
 
-    def top_up(
-        self, *, reservation_id: str, app_id: str, day: str, tokens: int, limit: int, now: float,
-    ) -> bool:
-        # Same condition as reserve, on the same counter; the hold and its pointer grow with it, so
-        # settle, release and sweep free exactly what is held.
-        if tokens > limit:
-            return False
-        pk = _pk(app_id, day)
-        grow = {"UpdateExpression": "ADD tokens :n", "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": {":n": _n(tokens)}}
-        items = [
-            self._hold(pk, day, tokens, limit),
-            {"Update": {"TableName": self._table, "Key": {"pk": _s(pk), "sk": _s(f"RES#{reservation_id}")},
-                        **grow, "ConditionExpression": "attribute_exists(pk) AND lease_until > :now",
-                        "ExpressionAttributeValues": {":n": _n(tokens), ":now": _n(now)}}},
-            {"Update": {"TableName": self._table, "Key": {"pk": _s(f"RESID#{reservation_id}"), "sk": _s("RES")},
-                        **grow}},
-        ]
-        try:
-            self._transact(items)
-        except _Cancelled as exc:
-            if "ConditionalCheckFailed" in exc.codes:
-                return False  # over the limit, or the reservation was settled, released or swept
-            raise _unavailable() from None
-        return True
+    def top_up(self, *, reservation_id: str, holds: Sequence[Hold], now: float) -> Refused | None:
+        with self._lock:
+            reservation = self._reservations.get(reservation_id)
+            if reservation is None or reservation.expires_at <= now:
+                return Refused(None)
+            refused = self._cover(holds, now)
+            if refused is not None:
+                return refused
+            reservation.parts += self._take(holds)
+        return None
 
-    def settle(
-        self, *, reservation_id: str, app_id: str, day: str, tokens: int, cost_usd: float, now: float
-    ) -> None:
-        pk = _pk(app_id, day)
-        held = self._get({"pk": _s(pk), "sk": _s(f"RES#{reservation_id}")})
-        if held is not None:
-            reserved = int(held["tokens"]["N"])
-            try:
-                self._transact([
-                    self._delete_res(pk, reservation_id),
-                    self._delete_pointer(reservation_id),
-                    self._usage_update(pk, day, "SET expires_at = :ttl ADD #c :delta, held :minus, "
-                                       "tokens :t, requests :one, cost_usd :cost",
-                                       {":delta": _n(tokens - reserved), ":minus": _n(-reserved),
-                                        ":t": _n(tokens), ":one": _n(1), ":cost": _cost(cost_usd)}),
-                ])
-                return
-            except _Cancelled as exc:
-                if exc.codes[0] != "ConditionalCheckFailed":
-                    raise _unavailable() from None
-                # Swept or released meanwhile: its hold is already gone, record the usage only.
-        # The hold was swept (the request outlived its lease): usage still counts, held does not.
-        update = self._usage_update(pk, day, "SET expires_at = :ttl ADD #c :t, tokens :t, "
-                                    "requests :one, cost_usd :cost",
-                                    {":t": _n(tokens), ":one": _n(1), ":cost": _cost(cost_usd)})
-        self._call("update_item", **update["Update"])
+    def settle(self, *, reservation_id: str, used: Sequence[Hold], now: float) -> None:
+        with self._lock:
+            if reservation_id in self._done:
+                return  # a replay: booked once already
+            reservation = self._reservations.pop(reservation_id, None)
+            self._remember(reservation_id)
+            by_key: dict[str, _Lease] = {}
+            for lease, amount in reservation.parts if reservation else ():
+                lease.held -= amount
+                by_key[lease.limit.key] = lease
+            for hold in used:
+                lease = by_key.get(hold.limit.key)
+                if lease is None:  # swept, expired or never seen here: the call happened, book it
+                    self._book_direct(hold.limit, hold.amount)
+                    continue
+                lease.consumed += hold.amount
+                if lease.available < 0:  # billed past the hold: every container must see it now
+                    self._trim(lease, now)
 
     def release(self, reservation_id: str) -> None:
-        pointer = self._get({"pk": _s(f"RESID#{reservation_id}"), "sk": _s("RES")})
-        if pointer is not None:  # else already settled, released or swept: nothing to free
-            self._drop(_pk(pointer["app_id"]["S"], pointer["day"]["S"]), pointer["day"]["S"],
-                       reservation_id, int(pointer["tokens"]["N"]))
+        with self._lock:
+            reservation = self._reservations.pop(reservation_id, None)
+            if reservation is not None:
+                self._remember(reservation_id)
+                for lease, amount in reservation.parts:
+                    lease.held -= amount
 
-    def usage(self, app_id: str, day: str, now: float) -> DailyUsage:
-        item = self._get(_usage_key(_pk(app_id, day))) or {}
+    def counters(self, limits: Sequence[Limit], now: float) -> list[Counter]:
+        out = []
+        for limit in limits:
+            item = self._get(_counter_key(limit.key)) or {}
+            out.append(Counter(_num(item, "used"), _num(item, "leased")))
+        return out
 
-        def num(name: str) -> Decimal:
-            return Decimal(item[name]["N"]) if name in item else Decimal(0)
+    def remaining(self, limits: Sequence[Limit], now: float) -> list[int | None]:
+        """From what this container last wrote (no call): cap - committed then + what its lease
+        has left since. Unknown counters are read."""
+        out: list[int | None] = []
+        with self._lock:
+            for limit in limits:
+                lease = self._leases.get(limit.key)
+                if limit.cap is None:
+                    out.append(None)
+                elif lease is not None and lease.seen_committed is not None:
+                    # committed counts our whole lease: what it has left is still to be had
+                    out.append(limit.cap - lease.seen_committed + lease.available)
+                else:
+                    out.append(-1)
+        unknown = [i for i, n in enumerate(out) if n == -1]
+        if unknown:
+            read = self.counters([limits[i] for i in unknown], now)
+            for i, c in zip(unknown, read, strict=True):
+                out[i] = (limits[i].cap or 0) - c.used - c.held
+        return out
 
-        # `held` includes expired holds not yet swept: the same figure `reserve` compares against.
-        return DailyUsage(tokens=int(num("tokens")), reserved=int(num("held")),
-                          requests=int(num("requests")), cost_usd=float(num("cost_usd")))
+    def flush(self, now: float) -> None:
+        with self._lock:
+            for lease in list(self._leases.values()):
+                self._trim(lease, now)
 
-    def sweep(self, app_id: str, day: str, now: float) -> int:
-        pk, freed = _pk(app_id, day), 0
-        query: dict[str, Any] = {
-            "TableName": self._table, "ConsistentRead": True,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :res)",
-            "FilterExpression": "lease_until <= :now",
-            "ExpressionAttributeValues": {":pk": _s(pk), ":res": _s("RES#"), ":now": _n(now)},
-        }
-        while True:
-            page = self._call("query", **query)
-            for item in page.get("Items", []):
-                rid = item["sk"]["S"][len("RES#"):]
-                freed += self._drop(pk, day, rid, int(item["tokens"]["N"]))
-            if "LastEvaluatedKey" not in page:
-                return freed
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    def sweep(self, now: float) -> int:
+        """Free this container's expired reservations, then book every expired lease of any
+        container (dead or frozen) as used and drop it from the lease index."""
+        with self._lock:
+            freed = self._expire(now)
+        for shard in range(LEASE_SHARDS):
+            query: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True,
+                                     "KeyConditionExpression": "pk = :pk",
+                                     "ExpressionAttributeValues": {":pk": _s(f"LEASES#{shard}")}}
+            while True:
+                page = self._call("query", **query)
+                for item in page.get("Items", []):
+                    freed += self._sweep_container(item, now)
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return freed
 
-    # -- helpers ------------------------------------------------------------------------------
-    def _drop(self, pk: str, day: str, reservation_id: str, tokens: int) -> bool:
-        """Delete a reservation and free its hold, once: False if someone else got there first."""
+    # -- in memory ----------------------------------------------------------------------------
+    def _cover(self, holds: Sequence[Hold], now: float) -> Refused | None:
+        """Lease what the holds need beyond what this container's leases have left."""
+        for hold in holds:
+            lease = self._current(hold.limit, now)
+            short = hold.amount - lease.available
+            if short > 0:
+                limit = self._extend(lease, short, now)
+                if limit is not None:
+                    if not lease.granted:
+                        self._leases.pop(limit.key, None)
+                    return Refused(limit)
+        return None
+
+    def _take(self, holds: Sequence[Hold]) -> list[tuple[_Lease, int]]:
+        parts = []
+        for hold in holds:
+            lease = self._leases[hold.limit.key]
+            lease.held += hold.amount
+            parts.append((lease, hold.amount))
+        return parts
+
+    def _current(self, limit: Limit, now: float) -> _Lease:
+        lease = self._leases.get(limit.key)
+        if lease is None or not lease.backed:
+            lease = self._leases[limit.key] = _Lease(limit)
+        return lease
+
+    def _maintain(self, now: float) -> None:
+        self._expire(now)
+        for lease in list(self._leases.values()):
+            if lease.serve_until <= now or lease.limit.resets_at <= now:
+                self._trim(lease, now)
+
+    def _expire(self, now: float) -> int:
+        """Reservations of requests that died in this container: their holds go back to the lease
+        (a late settle still books its usage)."""
+        dead = [rid for rid, r in self._reservations.items() if r.expires_at <= now]
+        for rid in dead:
+            for lease, amount in self._reservations.pop(rid).parts:
+                lease.held -= amount
+        return len(dead)
+
+    def _remember(self, reservation_id: str) -> None:
+        self._done[reservation_id] = None
+        while len(self._done) > _REMEMBERED:
+            self._done.popitem(last=False)
+
+    # -- store --------------------------------------------------------------------------------
+    def _extend(self, lease: _Lease, short: int, now: float) -> Limit | None:
+        """Grow `lease` by at least `short`, conditional on the cap; the limit if it cannot."""
+        limit = lease.limit
+        block = short * BLOCK_MULTIPLE
+        if limit.cap is not None:
+            block = max(short, min(block, limit.cap // BLOCK_FRACTION))
+        if not lease.granted:  # indexed before the lease exists: sweep can always find it
+            self._call("update_item", TableName=self._table, Key={"pk": _s(f"LEASES#{self._shard}"),
+                                                                  "sk": _s(self._id)},
+                       UpdateExpression="ADD #k :k SET expires_at = :ttl",
+                       ExpressionAttributeNames={"#k": "keys"},
+                       ExpressionAttributeValues={":k": {"SS": [limit.key]}, ":ttl": _n(int(now) + _INDEX_TTL_S)})
+        for _ in range(_ATTEMPTS):
+            names = {"#l": f"L_{self._id}", "#x": f"X_{self._id}", "#c": "committed"}
+            values = {":b": _n(block), ":x": _n(now + SERVE_S + LEASE_GRACE_S),
+                      ":ttl": _n(int(limit.resets_at) + _COUNTER_TTL_S)}
+            conditions = []
+            if lease.granted:
+                conditions.append("#l = :g")
+                values[":g"] = _n(lease.granted)
+            else:
+                conditions.append("attribute_not_exists(#l)")
+            if limit.cap is not None:
+                conditions.append("(attribute_not_exists(#c) OR #c <= :max)")
+                values[":max"] = _n(limit.cap - block)
+            try:
+                item = self._client().update_item(
+                    TableName=self._table, Key=_counter_key(limit.key),
+                    UpdateExpression="ADD #c :b, leased :b, #l :b SET #x = :x, expires_at = :ttl",
+                    ConditionExpression=" AND ".join(conditions), ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD")["Attributes"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise _unavailable() from None
+                old = exc.response.get("Item") or {}
+                if lease.granted and _num(old, names["#l"]) != lease.granted:
+                    # Swept while this container was away: the store booked it all as used.
+                    self._orphan(lease)
+                    lease = self._current(limit, now)
+                    continue
+                left = (limit.cap or 0) - _num(old, "committed")
+                if left < short:
+                    return limit
+                block = left  # what the cap still has is enough for this request: take just that
+                continue
+            except BotoCoreError:
+                raise _unavailable() from None
+            lease.granted += block
+            lease.serve_until = lease.serve_until if lease.serve_until > now else now + SERVE_S
+            lease.seen_committed = _num(item, "committed")
+            return None
+        raise _unavailable()
+
+    def _trim(self, lease: _Lease, now: float) -> None:
+        """Book what the lease used and give back what it did not; keep what is in flight."""
+        if lease.backed and not lease.granted and not lease.consumed:
+            self._orphan(lease)  # never leased anything: nothing to write
+            return
+        if not lease.backed:
+            excess = -lease.available
+            if excess > 0:
+                self._book_direct(lease.limit, excess)
+                lease.consumed -= excess
+            return
+        keep = lease.held
+        names = {"#l": f"L_{self._id}", "#x": f"X_{self._id}", "#c": "committed"}
+        values = {":g": _n(lease.granted), ":used": _n(lease.consumed), ":back": _n(-(lease.granted - keep)),
+                  ":delta": _n(lease.consumed - (lease.granted - keep))}
+        if keep:
+            expression = "SET #l = :keep, #x = :x ADD used :used, leased :back, #c :delta"
+            values.update({":keep": _n(keep), ":x": _n(now + SERVE_S + LEASE_GRACE_S)})
+        else:
+            expression = "REMOVE #l, #x ADD used :used, leased :back, #c :delta"
         try:
-            self._transact([
-                self._delete_res(pk, reservation_id),
-                self._delete_pointer(reservation_id),
-                self._usage_update(pk, day, "SET expires_at = :ttl ADD #c :minus, held :minus",
-                                   {":minus": _n(-tokens)}),
-            ])
-        except _Cancelled as exc:
-            if exc.codes[0] == "ConditionalCheckFailed":
-                return False
+            item = self._client().update_item(
+                TableName=self._table, Key=_counter_key(lease.limit.key), UpdateExpression=expression,
+                ConditionExpression="#l = :g", ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW")["Attributes"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise _unavailable() from None
+            self._orphan(lease)  # swept: it was booked as used whole
+            self._trim(lease, now)
+            return
+        except BotoCoreError:
             raise _unavailable() from None
-        return True
+        lease.granted, lease.consumed, lease.serve_until = keep, 0, now + SERVE_S
+        lease.seen_committed = _num(item, "committed")
+        if not keep and self._leases.get(lease.limit.key) is lease:
+            del self._leases[lease.limit.key]
 
-    def _hold(self, pk: str, day: str, tokens: int, limit: int) -> dict[str, Any]:
-        """Add `tokens` to the day's held and committed counters if committed stays within `limit`:
-        the one condition that keeps every reservation and top-up from overshooting."""
-        update = self._usage_update(pk, day, "SET expires_at = :ttl ADD #c :n, held :n",
-                                    {":n": _n(tokens), ":max": _n(limit - tokens)})
-        update["Update"]["ConditionExpression"] = "attribute_not_exists(#c) OR #c <= :max"
-        return update
+    def _orphan(self, lease: _Lease) -> None:
+        """The store booked this lease whole as used: what it covers needs no more writes; only
+        usage past it (available < 0) is booked, directly."""
+        lease.backed = False
+        if self._leases.get(lease.limit.key) is lease:
+            del self._leases[lease.limit.key]
 
-    def _delete_res(self, pk: str, reservation_id: str) -> dict[str, Any]:
-        return {"Delete": {"TableName": self._table,
-                           "Key": {"pk": _s(pk), "sk": _s(f"RES#{reservation_id}")},
-                           "ConditionExpression": "attribute_exists(pk)"}}
+    def _book_direct(self, limit: Limit, amount: int) -> None:
+        if amount:
+            self._call("update_item", TableName=self._table, Key=_counter_key(limit.key),
+                       UpdateExpression="ADD used :a, committed :a SET expires_at = :ttl",
+                       ExpressionAttributeValues={":a": _n(amount),
+                                                  ":ttl": _n(int(limit.resets_at) + _COUNTER_TTL_S)})
 
-    def _delete_pointer(self, reservation_id: str) -> dict[str, Any]:
-        return {"Delete": {"TableName": self._table,
-                           "Key": {"pk": _s(f"RESID#{reservation_id}"), "sk": _s("RES")}}}
-
-    def _usage_update(self, pk: str, day: str, expression: str, values: dict[str, Any]) -> dict[str, Any]:
-        return {"Update": {
-            "TableName": self._table, "Key": _usage_key(pk), "UpdateExpression": expression,
-            "ExpressionAttributeNames": {"#c": "committed"},
-            "ExpressionAttributeValues": {**values, ":ttl": _n(_end_of_day(day) + _USAGE_TTL_S)},
-        }}
+    def _sweep_container(self, index: dict[str, Any], now: float) -> int:
+        container = index["sk"]["S"]
+        key = {"pk": index["pk"], "sk": index["sk"]}
+        swept = 0
+        for limit_key in index.get("keys", {}).get("SS", []):
+            counter = self._get(_counter_key(limit_key))
+            lease_name, expiry_name = f"L_{container}", f"X_{container}"
+            if counter is not None and lease_name in counter:
+                if _num(counter, expiry_name) > now:
+                    continue  # alive
+                granted = _num(counter, lease_name)
+                try:
+                    self._client().update_item(
+                        TableName=self._table, Key=_counter_key(limit_key),
+                        UpdateExpression="REMOVE #l, #x ADD used :g, leased :minus",
+                        ConditionExpression="#l = :g AND #x = :x",
+                        ExpressionAttributeNames={"#l": lease_name, "#x": expiry_name},
+                        ExpressionAttributeValues={":g": _n(granted), ":minus": _n(-granted),
+                                                   ":x": counter[expiry_name]})
+                    swept += 1
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                        raise _unavailable() from None
+                    continue  # its container wrote meanwhile: alive after all
+                except BotoCoreError:
+                    raise _unavailable() from None
+            self._call("update_item", TableName=self._table, Key=key, UpdateExpression="DELETE #k :k",
+                       ExpressionAttributeNames={"#k": "keys"}, ExpressionAttributeValues={":k": {"SS": [limit_key]}})
+        return swept
 
     def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
         return self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True).get("Item")
-
-    def _transact(self, items: list[dict[str, Any]]) -> None:
-        """TransactWriteItems; raises _Cancelled with one code per item when a condition fails."""
-        for attempt in range(_CONFLICT_ATTEMPTS):
-            try:
-                self._client().transact_write_items(TransactItems=items)
-                return
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise _unavailable() from None
-                reasons = exc.response.get("CancellationReasons") or []
-                codes = [r.get("Code", "None") for r in reasons] + ["None"] * len(items)
-                codes = codes[:len(items)]
-                if "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes:
-                    # Contention on the usage item is expected under load: retry with jitter.
-                    time.sleep(random.uniform(0, 0.01 * 2 ** attempt))
-                    continue
-                raise _Cancelled(codes) from None
-            except BotoCoreError:
-                raise _unavailable() from None
-        raise _unavailable()
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -230,16 +392,12 @@ class DynamoDbLedger:
             raise _unavailable() from None
 
 
-def _pk(app_id: str, day: str) -> str:
-    return f"APP#{app_id}#DAY#{day}"
+def _counter_key(limit_key: str) -> dict[str, Any]:
+    return {"pk": _s(f"LIMIT#{limit_key}"), "sk": _s("C")}
 
 
-def _usage_key(pk: str) -> dict[str, Any]:
-    return {"pk": _s(pk), "sk": _s("USAGE")}
-
-
-def _end_of_day(day: str) -> int:
-    return calendar.timegm(time.strptime(day, "%Y-%m-%d")) + 86400
+def _num(item: dict[str, Any], name: str) -> int:
+    return int(Decimal(item[name]["N"])) if name in item else 0
 
 
 def _s(value: str) -> dict[str, str]:
@@ -247,14 +405,10 @@ def _s(value: str) -> dict[str, str]:
 
 
 def _n(value: float | int) -> dict[str, str]:
-    # repr(float) is the shortest string that round-trips (0.1, not 0.1000000000000000055...);
-    # format "f" spells it without an exponent.
+    # repr(float) is the shortest string that round-trips; format "f" spells it without an exponent.
     return {"N": format(Decimal(value if isinstance(value, int) else repr(float(value))), "f")}
-
-
-def _cost(cost_usd: float) -> dict[str, str]:
-    return _n(float(cost_usd))
 
 
 def _unavailable() -> ServiceUnavailable:
     return ServiceUnavailable("quota store unavailable", code="store_unavailable")
+

@@ -1,7 +1,13 @@
-"""Local adapter of the store port: one SQLite file under `$GARDEN_HOME`.
+"""Local adapter of the ledger port: one SQLite file under `$GARDEN_HOME`.
 
-WAL mode with synchronous=NORMAL: commits do not fsync, which suits a developer's machine; the
-write lock makes check-and-reserve atomic across threads and processes.
+Tables: `counters` (one row per limit key: used, held, the window's end), `reservations` (id,
+state held|settled|released|swept, expiry) and `holds` (what each reservation holds on which
+counter). Every operation is one BEGIN IMMEDIATE..COMMIT under SQLite's write lock, so a check
+against several counters and the writes that follow cannot be split by another writer, in this
+process or another. Expired holds are freed by the next reserve (and by `sweep`); settled rows are
+kept two days after their expiry so that a replayed settle is recognised.
+
+WAL mode with synchronous=NORMAL: commits do not fsync, which suits a developer's machine.
 Stores only ids, numbers and dates: never request text.
 """
 from __future__ import annotations
@@ -9,129 +15,186 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Iterable, Sequence
 
-from chalicelib.store import DailyUsage
+from chalicelib.store import Counter, DailyUsage, Hold, Limit, Refused, day_keys
+
+_VERSION = 3
+_KEEP_S = 2 * 86400  # settled reservations are remembered this long past their expiry (replays)
+_COUNTER_KEEP_S = 35 * 86400  # counters outlive their window this long (local inspection)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS usage (
-    app_id TEXT NOT NULL, day TEXT NOT NULL,
-    tokens INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (app_id, day)
+CREATE TABLE IF NOT EXISTS counters (
+    key TEXT PRIMARY KEY, used INTEGER NOT NULL DEFAULT 0, held INTEGER NOT NULL DEFAULT 0,
+    resets_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reservations (
-    id TEXT PRIMARY KEY, app_id TEXT NOT NULL, day TEXT NOT NULL,
-    tokens INTEGER NOT NULL, expires_at REAL NOT NULL,
-    used INTEGER, cost_usd REAL  -- set once, by settle; the trigger below does the rest
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, expires_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS reservations_by_app ON reservations (app_id, day, expires_at);
--- Settling is one UPDATE: this trigger books the usage and drops the hold in the same statement,
--- hence the same transaction (one commit per settle instead of a BEGIN..COMMIT of three).
-CREATE TRIGGER IF NOT EXISTS settle_reservation AFTER UPDATE OF used ON reservations
-WHEN NEW.used IS NOT NULL
-BEGIN
-    INSERT INTO usage (app_id, day, tokens, requests, cost_usd)
-        VALUES (NEW.app_id, NEW.day, NEW.used, 1, NEW.cost_usd)
-        ON CONFLICT (app_id, day) DO UPDATE SET tokens = tokens + excluded.tokens,
-            requests = requests + 1, cost_usd = cost_usd + excluded.cost_usd;
-    DELETE FROM reservations WHERE id = NEW.id;
-END;
+CREATE INDEX IF NOT EXISTS reservations_by_expiry ON reservations (state, expires_at);
+CREATE TABLE IF NOT EXISTS holds (
+    reservation_id TEXT NOT NULL, key TEXT NOT NULL, amount INTEGER NOT NULL,
+    PRIMARY KEY (reservation_id, key)
+);
 """
 
-_BOOK_USAGE = (
-    "INSERT INTO usage (app_id, day, tokens, requests, cost_usd) VALUES (?, ?, ?, 1, ?) "
-    "ON CONFLICT (app_id, day) DO UPDATE SET tokens = tokens + excluded.tokens, "
-    "requests = requests + 1, cost_usd = cost_usd + excluded.cost_usd"
-)
-
-_RESERVE = """
-INSERT INTO reservations (id, app_id, day, tokens, expires_at)
-SELECT ?, ?, ?, ?, ?
-WHERE (SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE app_id = ? AND day = ?)
-    + (SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE app_id = ? AND day = ? AND expires_at > ?)
-    + ? <= ?
-"""
-
-_TOP_UP = """
-UPDATE reservations SET tokens = tokens + ?
-WHERE id = ? AND app_id = ? AND day = ? AND expires_at > ? AND used IS NULL
-  AND (SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE app_id = ? AND day = ?)
-    + (SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE app_id = ? AND day = ? AND expires_at > ?)
-    + ? <= ?
-"""
+_ADD = ("INSERT INTO counters (key, used, held, resets_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET used = used + excluded.used, held = held + excluded.held")
 
 
 class SqliteLedger:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit, so each is exactly one BEGIN..COMMIT.
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
         self._lock = threading.Lock()  # chalice local serves each request on its own thread
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        if self._db.execute("PRAGMA user_version").fetchone()[0] < 2:
-            # Folders made before settle became one statement lack the columns: start them over
-            # (local dev state; nothing here outlives a day's quota).
-            self._db.executescript("DROP TABLE IF EXISTS reservations; PRAGMA user_version = 2;")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < _VERSION:
+            # Folders made before the limits ledger: start their bookkeeping over (local dev state).
+            self._db.executescript("DROP TABLE IF EXISTS usage; DROP TABLE IF EXISTS reservations; "
+                                   "DROP TRIGGER IF EXISTS settle_reservation;"
+                                   f"PRAGMA user_version = {_VERSION};")
         self._db.executescript(_SCHEMA)
 
+    # -- port ---------------------------------------------------------------------------------
     def reserve(
-        self, *, reservation_id: str, app_id: str, day: str, tokens: int, limit: int,
-        now: float, expires_at: float,
-    ) -> bool:
-        # One statement is one implicit transaction under SQLite's write lock: the check and the
-        # insert cannot be split by another writer, in this process or another.
-        with self._lock:
-            cursor = self._db.execute(_RESERVE, (
-                reservation_id, app_id, day, tokens, expires_at,
-                app_id, day, app_id, day, now, tokens, limit,
-            ))
-        return cursor.rowcount == 1
+        self, *, reservation_id: str, holds: Sequence[Hold], now: float, expires_at: float,
+    ) -> Refused | None:
+        with self._transaction():
+            self._free_expired(now)
+            if self._db.execute("SELECT 1 FROM reservations WHERE id = ? AND state = 'held'",
+                                (reservation_id,)).fetchone():
+                raise ValueError("reservation id already in use")
+            refused = self._check(holds)
+            if refused is not None:
+                return refused
+            # A finished reservation's id may serve again (a replayed event): its holds are gone.
+            self._db.execute("DELETE FROM holds WHERE reservation_id = ?", (reservation_id,))
+            self._db.execute("INSERT INTO reservations (id, state, expires_at) VALUES (?, 'held', ?) "
+                             "ON CONFLICT (id) DO UPDATE SET state = 'held', expires_at = excluded.expires_at",
+                             (reservation_id, expires_at))
+            self._hold(reservation_id, holds)
+        return None
 
-    def top_up(
-        self, *, reservation_id: str, app_id: str, day: str, tokens: int, limit: int, now: float,
-    ) -> bool:
-        with self._lock:  # one statement: check and grow under the write lock, as reserve does
-            cursor = self._db.execute(_TOP_UP, (
-                tokens, reservation_id, app_id, day, now, app_id, day, app_id, day, now, tokens, limit,
-            ))
-        return cursor.rowcount == 1
+    def top_up(self, *, reservation_id: str, holds: Sequence[Hold], now: float) -> Refused | None:
+        with self._transaction():
+            row = self._db.execute("SELECT state, expires_at FROM reservations WHERE id = ?",
+                                   (reservation_id,)).fetchone()
+            if row is None or row[0] != "held" or row[1] <= now:
+                return Refused(None)
+            refused = self._check(holds)
+            if refused is not None:
+                return refused
+            self._hold(reservation_id, holds)
+        return None
 
-    def settle(
-        self, *, reservation_id: str, app_id: str, day: str, tokens: int, cost_usd: float, now: float
-    ) -> None:
-        with self._lock:
-            cursor = self._db.execute("UPDATE reservations SET used = ?, cost_usd = ? WHERE id = ?",
-                                      (tokens, cost_usd, reservation_id))
-            if cursor.rowcount == 0:  # swept already: the call still happened, so book it
-                self._db.execute(_BOOK_USAGE, (app_id, day, tokens, cost_usd))
+    def settle(self, *, reservation_id: str, used: Sequence[Hold], now: float) -> None:
+        with self._transaction():
+            row = self._db.execute("SELECT state FROM reservations WHERE id = ?", (reservation_id,)).fetchone()
+            if row is not None and row[0] == "settled":
+                return  # a replay: booked once already
+            if row is not None and row[0] == "held":
+                self._free(reservation_id)
+            self._add((h.limit, h.amount, 0) for h in used)
+            # Remembered (also when swept or never seen) so that a replay books nothing.
+            self._db.execute(
+                "INSERT INTO reservations (id, state, expires_at) VALUES (?, 'settled', ?) "
+                "ON CONFLICT (id) DO UPDATE SET state = 'settled'", (reservation_id, now))
 
     def release(self, reservation_id: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+        with self._transaction():
+            row = self._db.execute("SELECT state FROM reservations WHERE id = ?", (reservation_id,)).fetchone()
+            if row is not None and row[0] == "held":
+                self._free(reservation_id)
+                self._db.execute("UPDATE reservations SET state = 'released' WHERE id = ?", (reservation_id,))
 
+    def counters(self, limits: Sequence[Limit], now: float) -> list[Counter]:
+        with self._lock:
+            rows = [self._db.execute("SELECT used, held FROM counters WHERE key = ?", (limit.key,)).fetchone()
+                    for limit in limits]
+        return [Counter(*row) if row else Counter(0, 0) for row in rows]
+
+    def remaining(self, limits: Sequence[Limit], now: float) -> list[int | None]:
+        return [None if limit.cap is None else limit.cap - c.used - c.held
+                for limit, c in zip(limits, self.counters(limits, now), strict=True)]
+
+    def flush(self, now: float) -> None:
+        """Nothing is leased here: every hold is a reservation's."""
+
+    def sweep(self, now: float) -> int:
+        with self._transaction():
+            freed = self._free_expired(now)
+            self._db.execute("DELETE FROM holds WHERE reservation_id IN "
+                             "(SELECT id FROM reservations WHERE state != 'held' AND expires_at < ?)",
+                             (now - _KEEP_S,))
+            self._db.execute("DELETE FROM reservations WHERE state != 'held' AND expires_at < ?", (now - _KEEP_S,))
+            self._db.execute("DELETE FROM counters WHERE resets_at < ? AND held = 0", (now - _COUNTER_KEEP_S,))
+        return freed
+
+    # -- local inspection (tests, `make run`): the app's day from its bookkeeping counters ------
     def usage(self, app_id: str, day: str, now: float) -> DailyUsage:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT tokens, requests, cost_usd FROM usage WHERE app_id = ? AND day = ?", (app_id, day)
-            ).fetchone()
-            held = self._held(app_id, day, now)
-        tokens, requests, cost = row if row else (0, 0, 0.0)
-        return DailyUsage(tokens=tokens, reserved=held, requests=requests, cost_usd=cost)
-
-    def sweep(self, app_id: str, day: str, now: float) -> int:
-        with self._lock:
-            cursor = self._db.execute(
-                "DELETE FROM reservations WHERE app_id = ? AND day = ? AND expires_at <= ?", (app_id, day, now)
-            )
-        return cursor.rowcount
+        tokens, requests, usd = self.counters([Limit(k, None, 0.0) for k in day_keys(app_id, day)], now)
+        return DailyUsage(tokens=tokens.used, reserved=tokens.held, requests=requests.used,
+                          cost_usd=round(usd.used / 1e8, 8))
 
     def close(self) -> None:
         self._db.close()
 
-    def _held(self, app_id: str, day: str, now: float) -> int:
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE app_id = ? AND day = ? AND expires_at > ?",
-            (app_id, day, now),
-        ).fetchone()
-        return int(row[0])
+    # -- helpers ------------------------------------------------------------------------------
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._db, self._lock)
+
+    def _check(self, holds: Sequence[Hold]) -> Refused | None:
+        for hold in holds:
+            if hold.limit.cap is None:
+                continue
+            row = self._db.execute("SELECT used + held FROM counters WHERE key = ?", (hold.limit.key,)).fetchone()
+            if (row[0] if row else 0) + hold.amount > hold.limit.cap:
+                return Refused(hold.limit)
+        return None
+
+    def _hold(self, reservation_id: str, holds: Sequence[Hold]) -> None:
+        self._add((h.limit, 0, h.amount) for h in holds)
+        self._db.executemany(
+            "INSERT INTO holds (reservation_id, key, amount) VALUES (?, ?, ?) "
+            "ON CONFLICT (reservation_id, key) DO UPDATE SET amount = amount + excluded.amount",
+            [(reservation_id, h.limit.key, h.amount) for h in holds])
+
+    def _add(self, changes: Iterable[tuple[Limit, int, int]]) -> None:
+        self._db.executemany(_ADD, [(limit.key, used, held, limit.resets_at) for limit, used, held in changes])
+
+    def _free(self, reservation_id: str) -> None:
+        self._db.execute(
+            "UPDATE counters SET held = held - (SELECT amount FROM holds WHERE reservation_id = ? "
+            "AND holds.key = counters.key) WHERE key IN (SELECT key FROM holds WHERE reservation_id = ?)",
+            (reservation_id, reservation_id))
+
+    def _free_expired(self, now: float) -> int:
+        expired = [r for (r,) in self._db.execute(
+            "SELECT id FROM reservations WHERE state = 'held' AND expires_at <= ?", (now,)).fetchall()]
+        for rid in expired:
+            self._free(rid)
+            self._db.execute("UPDATE reservations SET state = 'swept' WHERE id = ?", (rid,))
+        return len(expired)
+
+
+class _Transaction:
+    """The ledger's lock and one BEGIN IMMEDIATE..COMMIT (ROLLBACK on an exception)."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._db, self._lock = db, lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        try:
+            self._db.execute("ROLLBACK" if kind is not None else "COMMIT")
+        finally:
+            self._lock.release()
