@@ -14,6 +14,7 @@ from chalicelib.catalog_source import PROD_STAGE, CatalogSource, RegistryCatalog
 from chalicelib.lazy import OnFirstUse
 from chalicelib.pipeline import Pipeline
 from chalicelib.settings import DEFAULT_CATALOG, Settings
+from chalicelib.usage_store import UsageRecorder
 
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
@@ -39,7 +40,7 @@ def use(new: Pipeline | None) -> None:
 def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
     """Every adapter is chosen from `settings`; any of them can be overridden by keyword
     (`catalog`, `identity`, `quota`, `pii`, `guardrail`, `providers`, `router`, `audit`,
-    `telemetry`, and the pipeline's own `clock` / `monotonic`). A `catalog` override (a Catalog)
+    `telemetry`, `usage`, and the pipeline's own `clock` / `monotonic`). A `catalog` override (a Catalog)
     is served as is; else the catalog file's models with the registry's apps (catalog_source.py)."""
     source = as_source(overrides.pop("catalog", None) or catalog_source(settings))
     providers = overrides.pop("providers", None)
@@ -51,10 +52,13 @@ def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
         "router": lambda: _router(settings, source, providers),
         "audit": lambda: _audit(settings),
         "telemetry": _telemetry,
+        "usage": lambda: _usage(settings),
     }
     built = {name: overrides.pop(name) if name in overrides else make() for name, make in parts.items()}
     # Every sink, overridden or not: a failed audit write never fails the request nor loses the record.
     built["audit"] = FallbackAuditSink(built["audit"], built["telemetry"])
+    # Likewise the usage aggregates (a `usage` store, or None: not recorded): a failed write is logged.
+    built["usage"] = UsageRecorder(built["usage"]) if built["usage"] is not None else None
     return Pipeline(
         catalog=source,
         **built,
@@ -124,8 +128,7 @@ def build_admin(settings: Settings, **overrides: Any) -> Any:
         frame=frame, catalog=catalog,
         registry=(lambda: registry) if registry is not None else OnFirstUse(lambda: _seeded_registry(settings)),
         usage=(lambda: usage) if usage is not None else OnFirstUse(lambda: _usage(settings)),
-        chargeback=overrides.pop("chargeback", None) or (lambda month, usage_store, budgets: _chargeback(
-            settings, month, usage_store, budgets)),
+        chargeback=overrides.pop("chargeback", None) or (lambda month: _chargeback(settings, month)),
         **overrides)
 
 
@@ -163,10 +166,10 @@ def _usage(settings: Settings) -> Any:
     return SqliteUsageStore(settings.home / "garden.sqlite3")
 
 
-def _chargeback(settings: Settings, month: str, usage: Any, budgets: Any) -> Any:
+def _chargeback(settings: Settings, month: str) -> Any:
     from chalicelib.chargeback import run_chargeback
 
-    return run_chargeback(month, settings, usage=usage, budgets=budgets)
+    return run_chargeback(month, settings)
 
 
 # Adapters are imported where chosen, so a container loads only the ones it uses.
@@ -196,6 +199,17 @@ def _quota(settings: Settings) -> Any:
 
         ledger = SqliteLedger(settings.home / "garden.sqlite3")
     return QuotaKeeper(ledger, settings.request_timeout_s)
+
+
+def _usage(settings: Settings) -> Any:
+    if settings.store == "dynamodb":
+        from chalicelib.usage_store.dynamodb import DynamoDbUsageStore
+
+        return DynamoDbUsageStore(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
+                                  settings.ledger_table)
+    from chalicelib.usage_store.sqlite import SqliteUsageStore
+
+    return SqliteUsageStore(settings.home / "garden.sqlite3")
 
 
 def _pii(settings: Settings) -> Any:
