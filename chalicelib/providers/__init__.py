@@ -19,6 +19,7 @@ class ProviderCall:
     request: ChatRequest  # after input redaction and guardrails: what the model may see
     max_tokens: int  # clamped to the model's limit; always set
     deadline: float  # monotonic clock time by which the call must have returned
+    request_id: str = ""  # the gateway's request id (Bedrock requestMetadata: reconciliation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ def test_plain_request_sets_model_system_and_always_max_tokens() -> None:
         "system": [{"text": "be brief"}],
         "messages": [{"role": "user", "content": [{"text": "hi"}]}],
         "inferenceConfig": {"maxTokens": 99},
+        "requestMetadata": {"garden:app": "test-app", "garden:business_unit": "retail-banking"},
     }
 
 

@@ -48,6 +48,9 @@ _MALFORMED = {"malformed_model_output", "malformed_tool_use"}
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")
 MAX_STOP_SEQUENCES = 2500
+# requestMetadata (service model RequestMetadata): 1 to 16 entries; keys 1-256 and values 0-256
+# characters of [a-zA-Z0-9\s:_@$#=/+,-.]. Our ids already fit; anything else is replaced, never sent.
+_METADATA_UNSAFE = re.compile(r"[^a-zA-Z0-9:_@$#=/+,.\-]")
 
 
 # --- request -------------------------------------------------------------------------------------
@@ -83,7 +86,18 @@ def to_converse(call: ProviderCall) -> dict[str, Any]:
         kwargs["system"] = system
     if tool_config is not None:
         kwargs["toolConfig"] = tool_config
+    kwargs["requestMetadata"] = request_metadata(call)
     return kwargs
+
+
+def request_metadata(call: ProviderCall) -> dict[str, str]:
+    """Who a call is for, as Converse `requestMetadata`: the app, its business unit and the
+    gateway's request id (the audit record's and the usage aggregates' keys). Bedrock records it
+    in model invocation logs only (when they are on); ids only, never request content."""
+    metadata = {"garden:app": call.app.id, "garden:business_unit": call.app.business_unit or "_unidentified"}
+    if call.request_id:
+        metadata["garden:request_id"] = call.request_id
+    return {key: _METADATA_UNSAFE.sub("_", value)[:256] for key, value in metadata.items()}
 
 
 def _messages(messages: tuple[Message, ...], as_text: bool = False) -> list[dict[str, Any]]:
