@@ -128,8 +128,7 @@ def build_admin(settings: Settings, **overrides: Any) -> Any:
         frame=frame, catalog=catalog,
         registry=(lambda: registry) if registry is not None else OnFirstUse(lambda: _seeded_registry(settings)),
         usage=(lambda: usage) if usage is not None else OnFirstUse(lambda: _usage(settings)),
-        chargeback=overrides.pop("chargeback", None) or (lambda month, usage_store, budgets: _chargeback(
-            settings, month, usage_store, budgets)),
+        chargeback=overrides.pop("chargeback", None) or (lambda month: _chargeback(settings, month)),
         **overrides)
 
 
@@ -167,10 +166,10 @@ def _usage(settings: Settings) -> Any:
     return SqliteUsageStore(settings.home / "garden.sqlite3")
 
 
-def _chargeback(settings: Settings, month: str, usage: Any, budgets: Any) -> Any:
+def _chargeback(settings: Settings, month: str) -> Any:
     from chalicelib.chargeback import run_chargeback
 
-    return run_chargeback(month, settings, usage=usage, budgets=budgets)
+    return run_chargeback(month, settings)
 
 
 # Adapters are imported where chosen, so a container loads only the ones it uses.
@@ -200,6 +199,17 @@ def _quota(settings: Settings) -> Any:
 
         ledger = SqliteLedger(settings.home / "garden.sqlite3")
     return QuotaKeeper(ledger, settings.request_timeout_s)
+
+
+def _usage(settings: Settings) -> Any:
+    if settings.store == "dynamodb":
+        from chalicelib.usage_store.dynamodb import DynamoDbUsageStore
+
+        return DynamoDbUsageStore(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
+                                  settings.ledger_table)
+    from chalicelib.usage_store.sqlite import SqliteUsageStore
+
+    return SqliteUsageStore(settings.home / "garden.sqlite3")
 
 
 def _pii(settings: Settings) -> Any:

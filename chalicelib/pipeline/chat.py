@@ -16,6 +16,8 @@ from chalicelib.openai_api import responses
 from chalicelib.openai_api.chat_request import parse_chat_request
 from chalicelib.pipeline.governed import EVENT_STREAM, GatewayResponse, Governed
 from chalicelib.pipeline.stages import Stages
+from chalicelib.quota import STORE_FAIL_OPEN, with_headers
+from chalicelib.ratelimit_headers import cost_header
 from chalicelib.record import RequestRecord
 from chalicelib.router import Router
 from chalicelib.screening import (InputView, OutputView, guard_texts, output_guard_texts, pin_system_prompt,
@@ -39,8 +41,10 @@ class ChatRoute:
         reservation = self._quota.reserve(
             app, _estimate(model, chat), min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens),
             reservation_id=request.request_id, flexible=chat.max_tokens is None,
+            model=model, unit=stages.catalog.business_units.get(app.business_unit),
         )
         record.reserved_tokens = reservation.tokens
+        record.quota_store = STORE_FAIL_OPEN if reservation.unmetered else None
         try:
             chat = self._redact_input(app, chat, record)
             chat = self._guard_input(app, chat, record)
@@ -52,18 +56,22 @@ class ChatRoute:
                                            request_id=request.request_id)
             record.deployment, record.attempts = routed.deployment.name, routed.attempts
             completion = routed.completion
-        except BaseException:
+        except BaseException as exc:
             self._quota.release(reservation)  # no model call was paid for
+            with_headers(exc, reservation.headers)
             raise
         try:
             completion = self._guard_output(app, completion, record)
             completion = self._redact_output(app, completion, record)
+        except BaseException as exc:
+            with_headers(exc, reservation.headers)
+            raise
         finally:
             # The model answered and was billed: the app pays, even if the answer then fails
             # (an output screen that is down or out of time must not make a call free).
             stages.settle(reservation, model.price_for(routed.deployment), completion.usage, record)
         record.finish_reason = completion.finish_reason
-        return self._response(request, chat, model, completion, record)
+        return self._response(request, chat, model, completion, record, reservation.headers)
 
     def _redact_input(self, app: App, chat: ChatRequest, record: RequestRecord) -> ChatRequest:
         view = InputView(chat)  # every caller text the model will see, screened in one pass
@@ -104,12 +112,12 @@ class ChatRoute:
 
     def _response(
         self, request: IncomingRequest, chat: ChatRequest, model: Model, completion: Completion,
-        record: RequestRecord,
+        record: RequestRecord, quota_headers: dict[str, str],
     ) -> GatewayResponse:
         completion_id = "chatcmpl-" + request.request_id.replace("-", "")
         created = int(self._frame.now())
         headers = {"x-garden-deployment": record.deployment or "", "x-garden-attempts": str(record.attempts),
-                   **self._stages.lifecycle_headers(model)}
+                   **self._stages.lifecycle_headers(model), **quota_headers, **cost_header(record.cost_usd)}
         if chat.stream:
             # model.id: the model that served, a retired one's successor when auto-upgraded.
             body = responses.stream_body(completion_id, created, model.id, completion, chat.include_usage)
