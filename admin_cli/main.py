@@ -243,8 +243,13 @@ def catalog_import(args: argparse.Namespace, ctx: Context) -> int:
 def chargeback_run(args: argparse.Namespace, ctx: Context) -> int:
     _progress(f"running the chargeback of {args.month}")
     result = ctx.client.json("POST", "chargeback", body={"month": args.month})
-    where = result.get("location") if isinstance(result, dict) else None
-    return _done(f"chargeback {args.month} written" + (f" to {where}" if where else ""))
+    result = result if isinstance(result, dict) else {}
+    units = result.get("business_units")
+    where = result.get("summary_file")
+    line = f"chargeback {args.month} written"
+    if isinstance(units, list):
+        line += f": {len(units)} business units"
+    return _done(line + (f", summary {where}" if isinstance(where, str) else ""))
 
 
 # local -------------------------------------------------------------------------------------------
