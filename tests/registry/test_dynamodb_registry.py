@@ -7,7 +7,6 @@ import pytest
 from dynamodb_tables import create_table, make_client
 
 from chalicelib.registry.dynamodb import MAX_ENTRIES_PER_WRITE, DynamoDbRegistry
-from chalicelib.store.dynamodb import DynamoDbLedger
 
 
 @pytest.fixture
@@ -20,9 +19,11 @@ def table(moto_url: str) -> Iterator[tuple[Any, str]]:
 
 def test_the_registry_keeps_to_its_own_keys_beside_the_ledger(table: tuple[Any, str]) -> None:
     client, name = table
-    ledger = DynamoDbLedger(lambda: client, name)
-    assert ledger.reserve(reservation_id="r1", app_id="a1", day="2026-11-29", tokens=5, limit=10,
-                          now=0.0, expires_at=60.0)
+    # An item of the ledger's own key space (pk APP#<app>#..., TTL'd): the registry neither reads,
+    # writes nor deletes it.
+    ledger_item = {"pk": {"S": "APP#a1#DAY#2026-11-29"}, "sk": {"S": "USAGE"}, "tokens": {"N": "5"},
+                   "expires_at": {"N": "1800000000"}}
+    client.put_item(TableName=name, Item=ledger_item)
     registry = DynamoDbRegistry(lambda: client, name)
     registry.seed([{"id": "a1", "principal_arns": ["arn:aws:iam::1:role/x"]}], {"bu": {"usd_per_month": 3}}, "seed")
     registry.set_deployment("nova", False, "ops")
@@ -32,7 +33,8 @@ def test_the_registry_keeps_to_its_own_keys_beside_the_ledger(table: tuple[Any, 
                     ("REGISTRY", "VERSION"), ("REGISTRY#CHANGES", "000000000001"),
                     ("REGISTRY#CHANGES", "000000000002")]
     assert not any("expires_at" in i for i in items if i["pk"]["S"].startswith("REGISTRY"))  # kept
-    assert registry.version() == 2 and ledger.usage("a1", "2026-11-29", 0.0).reserved == 5
+    assert [i for i in items if not i["pk"]["S"].startswith("REGISTRY")] == [ledger_item]
+    assert registry.version() == 2 and set(registry.snapshot().apps) == {"a1"}
 
 
 def test_a_write_bigger_than_one_transaction_is_refused_whole(table: tuple[Any, str]) -> None:
