@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from chalicelib.audit import AuditSink
-from chalicelib.catalog import Catalog
+from chalicelib.catalog import App, Catalog
 from chalicelib.catalog_source import CatalogSource
 from chalicelib.guardrails import Guardrail
 from chalicelib.identity import Identity
@@ -75,16 +75,22 @@ class Pipeline:
     def list_models(self, request: IncomingRequest) -> GatewayResponse:
         def run(req: IncomingRequest, record: RequestRecord) -> GatewayResponse:
             app = self._stages.identify(req, record)
-            return GatewayResponse(200, responses.models_body(self.catalog.models_for(app)))
+            return GatewayResponse(200, responses.models_body(self.catalog.models_for(app)), self._quota_headers(app))
 
         return self._governed(request, "models.list", run)
 
     def get_model(self, request: IncomingRequest, model_id: str) -> GatewayResponse:
         def run(req: IncomingRequest, record: RequestRecord) -> GatewayResponse:
-            model = self._stages.catalog_model(self._stages.identify(req, record), model_id, record)
-            return GatewayResponse(200, responses.model_body(model), self._stages.lifecycle_headers(model))
+            app = self._stages.identify(req, record)
+            model = self._stages.catalog_model(app, model_id, record)
+            return GatewayResponse(200, responses.model_body(model),
+                                   {**self._stages.lifecycle_headers(model), **self._quota_headers(app)})
 
         return self._governed(request, "models.retrieve", run)
+
+    def _quota_headers(self, app: App) -> dict[str, str]:
+        # /v1/models consumes no window: it shows the app's windows as chat and embeddings left them.
+        return self._quota.headers(app, self.catalog.business_units.get(app.business_unit))
 
     def sweep_expired_reservations(self) -> int:
         return self._quota.sweep(self.catalog.apps)
