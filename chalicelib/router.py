@@ -151,10 +151,10 @@ class Router:
         self._disabled = disabled
 
     def complete(self, app: App, model: Model, request: ChatRequest, max_tokens: int,
-                 deadline: float) -> Routed[Completion]:
+                 deadline: float, request_id: str = "") -> Routed[Completion]:
         def attempt(deployment: Deployment) -> Completion:
             provider = self._providers[deployment.provider]
-            return provider.complete(ProviderCall(app, deployment, request, max_tokens, deadline))
+            return provider.complete(ProviderCall(app, deployment, request, max_tokens, deadline, request_id))
 
         return self._route(app, model, deadline, attempt)
 
