@@ -35,6 +35,11 @@ class PrincipalInUse(Exception):
     """A principal ARN another (enabled) app already holds: 409 principal_in_use."""
 
 
+class TooManyChanges(ValueError):
+    """One write would change more entries than the store writes atomically (DynamoDB: 98 apps and
+    business units per write): import the catalog in parts. A 400, not a 500."""
+
+
 class Registry(Protocol):
     def version(self) -> int:
         """The current version: one cheap read, for containers checking their cache."""

@@ -16,7 +16,7 @@ on (`attribute_not_exists` for the first write). Two concurrent writers therefor
 commit over the same state: the loser's condition fails, it re-reads and plans again (bounded
 retries), so a principal is checked against the state the write commits over (PrincipalInUse), and
 no update is lost. A transaction holds at most 100 items: a write may change at most 98 entries
-(a seed or an import of a bigger catalog is refused with ValueError; import it in parts).
+(a seed or an import of a bigger catalog is refused whole with TooManyChanges; import it in parts).
 
 `snapshot` reads VERSION, queries the partition, and reads VERSION again: if it moved meanwhile the
 query may mix two versions, so it reads again (bounded), else what it read is that version's state.
@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.lazy import OnFirstUse
-from chalicelib.registry import Change, RegistrySnapshot
+from chalicelib.registry import Change, RegistrySnapshot, TooManyChanges
 from chalicelib.registry._plan import (
     EMPTY, Plan, dumps, iso_utc, plan_disable_app, plan_import, plan_put_app, plan_put_business_unit,
     plan_seed, plan_set_deployment,
@@ -135,7 +135,7 @@ class DynamoDbRegistry:
             items.append({"Put": {"TableName": table,
                                   "Item": {**_key(PK, "DEP#" + name), "enabled": {"BOOL": enabled}}}})
         if len(items) > MAX_ENTRIES_PER_WRITE:
-            raise ValueError(f"one registry write changes at most {MAX_ENTRIES_PER_WRITE} entries "
+            raise TooManyChanges(f"one registry write changes at most {MAX_ENTRIES_PER_WRITE} entries "
                              f"(apps and business units); this one changes {len(items)}: import in parts")
         change = plan.change(iso_utc(self._clock()), principal)
         new = version + 1

@@ -6,6 +6,7 @@ from typing import Any, Iterator
 import pytest
 from dynamodb_tables import create_table, make_client
 
+from chalicelib.registry import TooManyChanges
 from chalicelib.registry.dynamodb import MAX_ENTRIES_PER_WRITE, DynamoDbRegistry
 
 
@@ -41,7 +42,7 @@ def test_a_write_bigger_than_one_transaction_is_refused_whole(table: tuple[Any, 
     client, name = table
     registry = DynamoDbRegistry(lambda: client, name)
     units = {f"bu{n}": {"tokens_per_month": 1} for n in range(MAX_ENTRIES_PER_WRITE + 1)}
-    with pytest.raises(ValueError, match="at most 98 entries"):
+    with pytest.raises(TooManyChanges, match="at most 98 entries"):
         registry.seed([], units, "seed")
     assert registry.version() == 0
     registry.seed([], dict(list(units.items())[:MAX_ENTRIES_PER_WRITE]), "seed")
