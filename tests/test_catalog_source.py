@@ -266,3 +266,37 @@ def test_prod_never_seeds_from_the_file_and_serves_once_imported(tmp_path: Path)
         assert g.chat(ASK).status_code == 200  # the empty registry was never cached
         assert [c.action for c in registry.changes()] == ["catalog.import"]
         registry.close()
+
+
+def test_on_dynamodb_a_container_reads_one_small_item_per_refresh(moto_url: str) -> None:
+    """The catalog source over the DynamoDB registry (moto): the seed, then per REFRESH_S one
+    GetItem of the VERSION item while nothing changes, and a Query once something did. Counted with
+    botocore's own event hooks."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "store"))
+    from dynamodb_tables import create_table, make_client
+
+    from chalicelib.registry.dynamodb import DynamoDbRegistry
+
+    client = make_client(moto_url)
+    table = create_table(client)
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    clock = Clock()
+    container = source(DynamoDbRegistry(lambda: client, table), clock)
+    assert set(container.current().apps) == {"test-app", "small-quota-app", "strict-app"}
+    calls.clear()
+    for _ in range(3):
+        clock.now += REFRESH_S
+        container.current()
+    assert calls == ["GetItem"] * 3
+    admin = DynamoDbRegistry(lambda: make_client(moto_url), table)  # another container's admin API
+    admin.disable_app("strict-app", ADMIN)
+    calls.clear()
+    clock.now += REFRESH_S
+    catalog = container.current()
+    assert "strict-app" not in catalog.apps
+    assert catalog.app_for_principal(f"arn:aws:iam::{ACCOUNT}:role/strict-role").disabled
+    assert calls[0] == "GetItem" and "Query" in calls
+    client.delete_table(TableName=table)
