@@ -55,7 +55,7 @@ class ApiError(CliError):
         text = ": ".join([" ".join(parts), self.message])
         if self.param:
             text += f" (param: {self.param})"
-        if self.request_id:
+        if self.request_id and self.request_id not in self.message:  # a 500 names it already
             text += f" [request id {self.request_id}]"
         return text
 

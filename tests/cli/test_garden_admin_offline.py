@@ -2,7 +2,9 @@
 (2), no gateway or no credentials (3), each one readable line on stderr and never a traceback."""
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 
 from cli_support import GARDEN_ADMIN, base_env, credentials_env, garden_admin
 
@@ -127,3 +129,42 @@ def test_local_add_app_refuses_a_gateway_that_is_not_local(tmp_path) -> None:
                           "--models", "local-echo", env=env)
     assert result.code == 2 and "for the local gateway" in _one_clean_line(result.stderr)
     assert not (tmp_path / "local-credentials.json").exists()
+
+
+class _ApiGatewayLike(http.server.BaseHTTPRequestHandler):
+    """What a caller meets in front of the gateway: API Gateway's own refusals, a proxy's HTML page."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        status, body, kind = {
+            "/api/admin/v1/apps": (403, b'{"message":"User: arn:aws:sts::1:assumed-role/x is not authorized"}',
+                                   "application/json"),
+            "/api/admin/v1/changes": (502, b"<html><body>Bad Gateway</body></html>", "text/html"),
+        }.get(self.path.split("?")[0], (404, b"{}", "application/json"))
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.send_header("x-amzn-requestid", "abc")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_refusals_not_shaped_by_the_gateway_exit_1_readably() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ApiGatewayLike)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api"  # the base URL with its stage
+        env = credentials_env("AKIAX", "secret", url=url)
+        result = garden_admin("apps", "list", env=env)
+        assert result.code == 1 and result.stdout == ""
+        assert _one_clean_line(result.stderr) == \
+            "garden-admin: HTTP 403: User: arn:aws:sts::1:assumed-role/x is not authorized"
+        result = garden_admin("changes", env=env)
+        assert result.code == 1 and _one_clean_line(result.stderr) == "garden-admin: HTTP 502: Bad Gateway"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
