@@ -2,7 +2,7 @@
 
 Routes and wiring only; the pipeline lives in chalicelib/ (see chalicelib/pipeline.py).
 """
-from chalice import Chalice, IAMAuthorizer, Rate
+from chalice import Chalice, Cron, IAMAuthorizer, Rate
 
 from chalicelib import gateway, web
 from chalicelib.pipeline import Pipeline
@@ -116,3 +116,12 @@ def check_model_lifecycle(event):
     """Log (and count) catalog models Bedrock marks legacy while the catalog does not. Daily is
     plenty: Bedrock marks a model legacy months before its end of life."""
     gateway.lifecycle_check().run()
+
+
+@app.schedule(Cron(0, 2, 1, "*", "?", "*"))
+def monthly_chargeback(event):
+    """The previous month's chargeback per business unit, 02:00 UTC on the 1st (chalicelib/chargeback.py):
+    a CSV per BU under its own KMS key and a summary. On demand: POST /admin/v1/chargeback."""
+    from chalicelib.chargeback import scheduled_chargeback
+
+    scheduled_chargeback(event.time)

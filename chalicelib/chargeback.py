@@ -128,6 +128,31 @@ def run_chargeback(
     return {**summary, "summary_file": sink.put(month, "summary.json", PLATFORM, body, "application/json")}
 
 
+def scheduled_chargeback(event_time: str | None = None, settings: Settings | None = None,
+                         clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """The monthly task (app.py, 02:00 UTC on the 1st): the month before the schedule's own time
+    (`event_time`, the CloudWatch event's ISO `time`, so a late retry still writes the month it was
+    meant for), with the business units' budgets as the registry holds them now. Logs one line."""
+    settings = settings or Settings.from_env()
+    when = clock() if not event_time else datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
+    result = run_chargeback(previous_month(when), settings, budgets=current_budgets(settings), clock=clock)
+    from chalicelib.telemetry import gateway_logger
+
+    log = gateway_logger()
+    line = {"event": "chargeback", "month": result["month"], "business_units": len(result["business_units"]),
+            "cost_usd": result["total"]["cost_usd"], "missing_keys": result["missing_keys"]}
+    (log.error if result["missing_keys"] else log.info)(json.dumps(line, separators=(",", ":")))
+    return result
+
+
+def current_budgets(settings: Settings) -> Mapping[str, Mapping[str, Any]]:
+    """Business-unit budgets as the gateway enforces them now: the registry's (catalog_source.py)."""
+    from chalicelib.gateway import catalog_source
+
+    return {bu: {"usd_per_month": b.usd_per_month, "tokens_per_month": b.tokens_per_month}
+            for bu, b in catalog_source(settings).current().business_units.items()}
+
+
 def _add(row: list[int], t: UsageTotals) -> None:
     row[0] += t.requests
     row[1] += t.prompt_tokens
