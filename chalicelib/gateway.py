@@ -78,7 +78,8 @@ def catalog_source(settings: Settings, registry: Any = None) -> RegistryCatalog:
     return RegistryCatalog(
         file, raw, (lambda: registry) if registry is not None else OnFirstUse(lambda: _registry(settings)),
         seed_from_file=settings.stage != PROD_STAGE,
-        refusal=prod_refusal(settings.stage, settings.catalog_path, DEFAULT_CATALOG))
+        refusal=prod_refusal(settings.stage, settings.catalog_path, DEFAULT_CATALOG),
+        refresh_s=settings.registry_refresh_s)
 
 
 def lifecycle_check(settings: Settings | None = None) -> Any:
@@ -128,7 +129,8 @@ def build_admin(settings: Settings, **overrides: Any) -> Any:
         frame=frame, catalog=catalog,
         registry=(lambda: registry) if registry is not None else OnFirstUse(lambda: _seeded_registry(settings)),
         usage=(lambda: usage) if usage is not None else OnFirstUse(lambda: _usage(settings)),
-        chargeback=overrides.pop("chargeback", None) or (lambda month: _chargeback(settings, month)),
+        chargeback=overrides.pop("chargeback", None) or (lambda month, usage_store, budgets: _chargeback(
+            settings, month, usage_store, budgets)),
         **overrides)
 
 
@@ -166,10 +168,10 @@ def _usage(settings: Settings) -> Any:
     return SqliteUsageStore(settings.home / "garden.sqlite3")
 
 
-def _chargeback(settings: Settings, month: str) -> Any:
+def _chargeback(settings: Settings, month: str, usage: Any, budgets: Any) -> Any:
     from chalicelib.chargeback import run_chargeback
 
-    return run_chargeback(month, settings)
+    return run_chargeback(month, settings, usage=usage, budgets=budgets)
 
 
 # Adapters are imported where chosen, so a container loads only the ones it uses.
@@ -199,17 +201,6 @@ def _quota(settings: Settings) -> Any:
 
         ledger = SqliteLedger(settings.home / "garden.sqlite3")
     return QuotaKeeper(ledger, settings.request_timeout_s)
-
-
-def _usage(settings: Settings) -> Any:
-    if settings.store == "dynamodb":
-        from chalicelib.usage_store.dynamodb import DynamoDbUsageStore
-
-        return DynamoDbUsageStore(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
-                                  settings.ledger_table)
-    from chalicelib.usage_store.sqlite import SqliteUsageStore
-
-    return SqliteUsageStore(settings.home / "garden.sqlite3")
 
 
 def _pii(settings: Settings) -> Any:

@@ -64,6 +64,9 @@ class Settings:
     # read-only auditors (GARDEN_ADMIN_READERS), comma-separated; assumed-role ARNs name their role.
     admin_principals: frozenset[str] = frozenset()
     admin_readers: frozenset[str] = frozenset()
+    # How often a container checks the registry's version (catalog_source.py): at most 20 s, so a change
+    # is enforced everywhere within 60 s of its answer; tests and local runs may ask for less.
+    registry_refresh_s: float = 20.0
 
     @property
     def local_credentials_path(self) -> Path:
@@ -105,6 +108,7 @@ class Settings:
             admin_principals=_principals(env, "GARDEN_ADMIN_PRINCIPALS", LOCAL_ADMIN_PRINCIPAL
                                          if env.get("GARDEN_IDENTITY", "local") == "local" else ""),
             admin_readers=_principals(env, "GARDEN_ADMIN_READERS", ""),
+            registry_refresh_s=float(_positive_int(env, "GARDEN_REGISTRY_REFRESH_S", 20, maximum=20)),
         )
         if settings.audit == "s3":
             if not settings.audit_bucket:
