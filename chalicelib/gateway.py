@@ -110,6 +110,13 @@ def admin() -> Any:
     return _admin
 
 
+def use_admin(new: Any) -> None:
+    """Install an admin API (tests); None rebuilds it from the environment on next use."""
+    global _admin
+    with _lock:
+        _admin = new
+
+
 def build_admin(settings: Settings, **overrides: Any) -> Any:
     """The admin API over the same ports as the pipeline: identity, audit, telemetry, the registry
     and the usage aggregates (`catalog`, `identity`, `audit`, `telemetry`, `registry`, `usage`,
