@@ -55,7 +55,13 @@ class AdminApi:
 
     def put_app(self, request: IncomingRequest, app_id: str) -> AdminResponse:
         def run(req: IncomingRequest, principal: str) -> AdminResponse:
-            app = app_entry(app_id, json_body(req.body), self._catalog.models)
+            raw = json_body(req.body)
+            if isinstance(raw, dict) and "disabled" in raw:  # as GET shows a deleted app: a PUT re-enables it
+                if raw["disabled"] is not False:
+                    raise InvalidRequest("disabled: a PUT stores an enabled app; DELETE disables one",
+                                         param="disabled", code="invalid_value")
+                raw = {k: v for k, v in raw.items() if k != "disabled"}
+            app = app_entry(app_id, raw, self._catalog.models)
             try:
                 stored = self._registry().put_app(app, principal)
             except PrincipalInUse:

@@ -133,6 +133,12 @@ def test_delete_disables_and_keeps_the_history(served: AdminGarden) -> None:
     mine = [c for c in changes if c["target"] == "app:short-lived"]
     assert [c["action"] for c in mine] == ["app.delete", "app.put"]  # newest first
     assert mine[0]["before"] == app and mine[1]["before"] is None and mine[1]["after"] == app
+    # What GET shows of a deleted app, PUT back with "disabled": false, re-enables it; true is refused.
+    shown = got.json()
+    assert_error(served.call("PUT", "/admin/v1/apps/short-lived", json=shown), 400, param="disabled")
+    again = served.call("PUT", "/admin/v1/apps/short-lived", json={**shown, "disabled": False})
+    assert again.status_code == 200 and again.json() == app
+    assert served.call("DELETE", "/admin/v1/apps/short-lived").status_code == 200
     # Its principal is free again for another app once the app is disabled.
     reuse = new_app("successor-app", role="short-lived")
     assert served.call("PUT", "/admin/v1/apps/successor-app", json=reuse).status_code == 200
