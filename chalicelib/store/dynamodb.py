@@ -141,8 +141,7 @@ class DynamoDbLedger:
     def release(self, reservation_id: str) -> None:
         with self._lock:
             reservation = self._reservations.pop(reservation_id, None)
-            if reservation is not None:
-                self._remember(reservation_id)
+            if reservation is not None:  # (a settle after it books its usage, as on SQLite)
                 for lease, amount in reservation.parts:
                     lease.held -= amount
 
