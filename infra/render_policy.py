@@ -8,7 +8,8 @@
 Like `envsubst`, but it fails on a placeholder left unset instead of writing an empty ARN. Each
 function of the prod stage has its own policy (`.chalice/config.json`): the API function's, the
 scheduled sweep's, which may touch the ledger table and nothing else, and the daily lifecycle
-check's, which may list Bedrock's foundation models and nothing else.
+check's, which may list Bedrock's foundation models and nothing else, and the monthly chargeback's,
+which may read the usage aggregates and budgets and write chargeback/ objects under the BU keys.
 
 Later phases add statements only where they are configured (infra/gateway-policy.md): a statement
 named in OPTIONAL is rendered when its switch is set and left out, with everything it names, when it
@@ -32,7 +33,8 @@ CHALICE = INFRA.parent / ".chalice"
 TEMPLATE = INFRA / "policy-prod.json"
 # template in infra/ -> the file the prod stage's iam_policy_file names in .chalice/
 RENDERED = {"policy-prod.json": "policy-prod.json", "policy-sweep.json": "policy-sweep-prod.json",
-            "policy-lifecycle.json": "policy-lifecycle-prod.json"}
+            "policy-lifecycle.json": "policy-lifecycle-prod.json",
+            "policy-chargeback.json": "policy-chargeback-prod.json"}
 
 # Sid -> the value that switches the statement on (phase 2: the LiteLLM tier's key in SSM).
 OPTIONAL = {

@@ -22,6 +22,7 @@ from chalicelib.settings import Settings  # noqa: E402
 EXAMPLE = read_env_file(ROOT / "infra" / "examples" / "prod-example.env")
 API_ROLE, SWEEP_ROLE = "execution-garden-prod-api_handler", "execution-garden-prod-sweep_reservations"
 LIFECYCLE_ROLE = "execution-garden-prod-check_model_lifecycle"
+CHARGEBACK_ROLE = "execution-garden-prod-monthly_chargeback"
 
 
 @pytest.mark.parametrize(("template", "rendered"), sorted(RENDERED.items()))
@@ -46,6 +47,10 @@ def test_prod_stage_settings_are_valid_and_all_aws() -> None:
     lifecycle = prod["lambda_functions"]["check_model_lifecycle"]
     assert lifecycle == {"autogen_policy": False, "iam_policy_file": "policy-lifecycle-prod.json",
                          "reserved_concurrency": 1}
+    chargeback = prod["lambda_functions"]["monthly_chargeback"]
+    assert chargeback == {"autogen_policy": False, "iam_policy_file": "policy-chargeback-prod.json",
+                          "reserved_concurrency": 1, "lambda_timeout": 300}
+    assert settings.chargeback_bucket and "_unidentified" in settings.bu_keys  # the summary's key
 
 
 def _actions(policy: dict[str, Any]) -> set[str]:
@@ -66,6 +71,25 @@ def test_sweep_may_touch_the_ledger_table_and_nothing_else() -> None:
                        for r in ([statement["Resource"]] if isinstance(statement["Resource"], str)
                                  else statement["Resource"]))
     assert {"sts:AssumeRole", "s3:PutObject", "comprehend:DetectPiiEntities"} <= _actions(api)
+
+
+def test_the_chargeback_may_read_usage_and_budgets_and_write_chargeback_objects_only() -> None:
+    policy = json.loads((ROOT / ".chalice" / "policy-chargeback-prod.json").read_text())
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert {a.split(":")[0] for a in _actions(policy)} == {"logs", "xray", "ec2", "dynamodb", "kms", "s3"}
+    reads = statements["ReadUsageAggregatesAndRegistryOnly"]
+    assert (set(reads["Action"]), reads["Resource"]) == ({"dynamodb:Query", "dynamodb:GetItem"},
+                                                         EXAMPLE["LEDGER_TABLE_ARN"])
+    assert reads["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["USAGE#*", "REGISTRY"]}}
+    assert {a for a in _actions(policy) if a.startswith("s3:")} == {"s3:PutObject"}
+    assert statements["WriteChargebackObjectsOnly"]["Resource"] == f"{EXAMPLE['CHARGEBACK_BUCKET_ARN']}/chargeback/*"
+    bu_keys = statements["BusinessUnitKeysEncryptThroughS3Only"]["Condition"]
+    assert bu_keys["StringEquals"] == {"kms:ViaService": f"s3.{EXAMPLE['REGION']}.amazonaws.com"}
+    assert bu_keys["ForAnyValue:StringLike"] == {"kms:ResourceAliases": "alias/garden/bu/*"}
+    assert {a for a in _actions(policy) if a.startswith("kms:")} == \
+        {"kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"}
+    assert all(s["Resource"] != "*" for s in policy["Statement"] if s["Sid"] not in (
+        "XRayHasNoResourceLevelPermissions", "VpcLambdaNetworkInterfacesHaveNoResourceLevelPermissions"))
 
 
 def test_the_lifecycle_check_may_list_bedrock_models_and_nothing_else() -> None:
@@ -92,7 +116,7 @@ def test_chalice_package_names_roles_and_functions_and_attaches_each_policy(tmp_
                     str(out)], cwd=ROOT, check=True, capture_output=True, timeout=240)
     resources = json.loads((out / "sam.json").read_text())["Resources"]
     roles = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
-    assert {p["RoleName"] for p in roles.values()} == {API_ROLE, SWEEP_ROLE, LIFECYCLE_ROLE}
+    assert {p["RoleName"] for p in roles.values()} == {API_ROLE, SWEEP_ROLE, LIFECYCLE_ROLE, CHARGEBACK_ROLE}
     functions = {r["Properties"]["Handler"]: r["Properties"] for r in resources.values()
                  if r["Type"] == "AWS::Serverless::Function"}
     assert functions["app.app"]["FunctionName"] == "execution-garden-prod"
@@ -100,7 +124,11 @@ def test_chalice_package_names_roles_and_functions_and_attaches_each_policy(tmp_
     assert functions["app.sweep_reservations"]["ReservedConcurrentExecutions"] == 1
     assert functions["app.check_model_lifecycle"]["FunctionName"] == LIFECYCLE_ROLE
     assert functions["app.check_model_lifecycle"]["ReservedConcurrentExecutions"] == 1
+    assert functions["app.monthly_chargeback"]["FunctionName"] == CHARGEBACK_ROLE
+    assert functions["app.monthly_chargeback"]["ReservedConcurrentExecutions"] == 1
+    assert functions["app.monthly_chargeback"]["Timeout"] == 300
     policies = {p["RoleName"]: p["Policies"][0]["PolicyDocument"] for p in roles.values()}
     assert policies[API_ROLE] == json.loads((ROOT / ".chalice" / "policy-prod.json").read_text())
     assert policies[SWEEP_ROLE] == json.loads((ROOT / ".chalice" / "policy-sweep-prod.json").read_text())
     assert policies[LIFECYCLE_ROLE] == json.loads((ROOT / ".chalice" / "policy-lifecycle-prod.json").read_text())
+    assert policies[CHARGEBACK_ROLE] == json.loads((ROOT / ".chalice" / "policy-chargeback-prod.json").read_text())
