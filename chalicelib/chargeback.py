@@ -146,11 +146,16 @@ def scheduled_chargeback(event_time: str | None = None, settings: Settings | Non
 
 
 def current_budgets(settings: Settings) -> Mapping[str, Mapping[str, Any]]:
-    """Business-unit budgets as the gateway enforces them now: the registry's (catalog_source.py)."""
-    from chalicelib.gateway import catalog_source
+    """Business-unit budgets as the gateway enforces them now: the registry's snapshot (read only:
+    GetItem/Query on the REGISTRY keys in prod), or the catalog file's while the registry was never
+    seeded (a fresh local folder)."""
+    from chalicelib.gateway import _registry  # the composition root's choice of registry adapter
 
-    return {bu: {"usd_per_month": b.usd_per_month, "tokens_per_month": b.tokens_per_month}
-            for bu, b in catalog_source(settings).current().business_units.items()}
+    snapshot = _registry(settings).snapshot()
+    if snapshot is None:
+        return _catalog_budgets(settings)
+    return {bu: {"usd_per_month": b.get("usd_per_month"), "tokens_per_month": b.get("tokens_per_month")}
+            for bu, b in snapshot.business_units.items()}
 
 
 def _add(row: list[int], t: UsageTotals) -> None:

@@ -79,3 +79,15 @@ def test_on_s3_under_each_business_units_key(tmp_path: Path, monkeypatch: pytest
     assert heads["chargeback/2026-11/summary.json"]["SSEKMSKeyId"] == keys["_unidentified"]
     body = s3.get_object(Bucket=bucket, Key="chargeback/2026-11/retail-banking.csv")["Body"].read().decode()
     assert body.splitlines()[1] == "test-app,local-echo,1,10,5,15,0.00000007"
+
+
+def test_budgets_are_the_registrys_once_it_holds_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.registry.sqlite import SqliteRegistry
+
+    home = prepare(tmp_path, monkeypatch)
+    registry = SqliteRegistry(home / "garden.sqlite3")
+    registry.seed(copy.deepcopy(TEST_CATALOG["apps"]), {"retail-banking": {"usd_per_month": 250}}, "seed")
+    registry.put_business_unit("retail-banking", {"usd_per_month": 900}, "arn:aws:iam::000000000000:role/admin")
+    invoke("2027-01-01T02:00:00Z")
+    summary = json.loads((home / "chargeback" / "2026-12" / "summary.json").read_text())
+    assert summary["business_units"][0]["budget"] == {"usd_per_month": 900, "tokens_per_month": None}
