@@ -196,3 +196,12 @@ def test_s3_needs_the_platform_key_for_the_summary(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, GARDEN_CHARGEBACK_BUCKET="b", GARDEN_BU_KEYS='{"retail": "arn:k"}')
     with pytest.raises(ConfigError, match="_unidentified"):
         chargeback_sink(settings)
+
+
+def test_readme_shows_the_csv_as_written() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Usage and chargeback", 1)[1].split("\n## ", 1)[0]
+    header, row = section.split("```\n", 2)[1].splitlines()[:2]
+    assert header == ",".join(CSV_COLUMNS)
+    app, model, requests, prompt, completion, tokens, cost = row.split(",")
+    assert int(tokens) == int(prompt) + int(completion) and len(cost.split(".")[1]) == 8
