@@ -356,7 +356,12 @@ class DynamoDbLedger:
         key = {"pk": index["pk"], "sk": index["sk"]}
         swept = 0
         for limit_key in index.get("keys", {}).get("SS", []):
-            counter = self._get(_counter_key(limit_key))
+            # A Query, not a GetItem: the sweep's role may Query, UpdateItem and DeleteItem only.
+            found = self._call("query", TableName=self._table, ConsistentRead=True,
+                               KeyConditionExpression="pk = :pk AND sk = :sk",
+                               ExpressionAttributeValues={":pk": _s(f"LIMIT#{limit_key}"),
+                                                          ":sk": _s("C")}).get("Items", [])
+            counter = found[0] if found else None
             lease_name, expiry_name = f"L_{container}", f"X_{container}"
             if counter is not None and lease_name in counter:
                 if _num(counter, expiry_name) > now:
