@@ -17,7 +17,7 @@ from chalicelib.admin.validation import (UsageQuery, app_entry, business_unit_en
 from chalicelib.catalog import Catalog
 from chalicelib.errors import InvalidRequest, NotFound, ServiceUnavailable
 from chalicelib.incoming import IncomingRequest
-from chalicelib.registry import Change, PrincipalInUse, Registry, RegistrySnapshot
+from chalicelib.registry import Change, PrincipalInUse, Registry, RegistrySnapshot, TooManyChanges
 from chalicelib.usage import GROUP_KEYS, METRICS, UsageStore, group_usage
 
 CSV = "text/csv"
@@ -144,6 +144,9 @@ class AdminApi:
             except PrincipalInUse:
                 raise Conflict("an app of the file names a principal another app already holds",
                                param="apps", code="principal_in_use") from None
+            except TooManyChanges:
+                raise InvalidRequest("the file changes more apps and budgets than one registry write holds: "
+                                     "import it in parts", param="apps", code="too_many_changes") from None
             return AdminResponse(200, {"object": "catalog.import", "apps": [a["id"] for a in apps],
                                        "business_units": sorted(units)})
 

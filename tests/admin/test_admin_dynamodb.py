@@ -7,10 +7,12 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from admin_support import APP, admin_garden
+from admin_support import APP, admin_catalog, admin_garden
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))  # dynamodb_tables
 from dynamodb_tables import create_table, make_client  # noqa: E402
+
+from support import ACCOUNT  # noqa: E402
 
 
 def test_steering_and_usage_on_dynamodb(tmp_path: Path, moto_url: str) -> None:
@@ -45,4 +47,22 @@ def test_steering_and_usage_on_dynamodb(tmp_path: Path, moto_url: str) -> None:
         assert served.call("PUT", "/admin/v1/deployments/echo-primary", json={"enabled": False}).status_code == 200
         states = {d["name"]: d["enabled"] for d in served.call("GET", "/admin/v1/deployments").json()["data"]}
         assert states["echo-primary"] is False
+    client.delete_table(TableName=table)
+
+
+def test_an_import_too_big_for_one_write_is_a_400_naming_apps(tmp_path: Path, moto_url: str) -> None:
+    client = make_client(moto_url)
+    table = create_table(client)
+    env = {"GARDEN_STORE": "dynamodb", "GARDEN_LEDGER_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+           "AWS_REGION": "us-east-1"}
+    with admin_garden(tmp_path, env=env) as served:
+        catalog = admin_catalog()
+        template = catalog["apps"][0]
+        catalog["apps"] = [{**template, "id": f"bulk-app-{i:03d}", "principal_arns": [
+            f"arn:aws:iam::{ACCOUNT}:role/bulk-{i:03d}"]} for i in range(120)]
+        response = served.call("POST", "/admin/v1/catalog/import", json=catalog)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "too_many_changes"
+        assert response.json()["error"]["param"] == "apps"
+        assert served.call("GET", "/admin/v1/apps/bulk-app-000").status_code == 404  # refused whole
     client.delete_table(TableName=table)
