@@ -110,10 +110,11 @@ class SqliteLedger:
                 self._db.execute("UPDATE reservations SET state = 'released' WHERE id = ?", (reservation_id,))
 
     def counters(self, limits: Sequence[Limit], now: float) -> list[Counter]:
+        keys = [limit.key for limit in limits]
         with self._lock:
-            rows = [self._db.execute("SELECT used, held FROM counters WHERE key = ?", (limit.key,)).fetchone()
-                    for limit in limits]
-        return [Counter(*row) if row else Counter(0, 0) for row in rows]
+            rows = dict((k, (u, h)) for k, u, h in self._db.execute(
+                f"SELECT key, used, held FROM counters WHERE key IN ({','.join('?' * len(keys))})", keys))
+        return [Counter(*rows[k]) if k in rows else Counter(0, 0) for k in keys]
 
     def remaining(self, limits: Sequence[Limit], now: float) -> list[int | None]:
         return [None if limit.cap is None else limit.cap - c.used - c.held
@@ -146,11 +147,14 @@ class SqliteLedger:
         return _Transaction(self._db, self._lock)
 
     def _check(self, holds: Sequence[Hold]) -> Refused | None:
-        for hold in holds:
-            if hold.limit.cap is None:
-                continue
-            row = self._db.execute("SELECT used + held FROM counters WHERE key = ?", (hold.limit.key,)).fetchone()
-            if (row[0] if row else 0) + hold.amount > hold.limit.cap:
+        capped = [hold for hold in holds if hold.limit.cap is not None]
+        if not capped:
+            return None
+        keys = [hold.limit.key for hold in capped]
+        committed = dict(self._db.execute(
+            f"SELECT key, used + held FROM counters WHERE key IN ({','.join('?' * len(keys))})", keys).fetchall())
+        for hold in capped:
+            if committed.get(hold.limit.key, 0) + hold.amount > (hold.limit.cap or 0):
                 return Refused(hold.limit)
         return None
 
