@@ -38,7 +38,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-from chalicelib.errors import ConfigError
+from chalicelib.errors import ConfigError, ServiceUnavailable
 from chalicelib.settings import Settings
 from chalicelib.usage import COST_UNIT, UsageStore, UsageTotals
 
@@ -220,14 +220,21 @@ class S3ChargebackSink:
         return business_unit in self._keys
 
     def put(self, month: str, name: str, business_unit: str, body: bytes, content_type: str) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         context = json.dumps({ENCRYPTION_CONTEXT_KEY: business_unit}, separators=(",", ":"))
         key = f"chargeback/{month}/{name}"
-        self._client().put_object(
-            Bucket=self._bucket, Key=key, Body=body, ContentType=content_type,
-            ServerSideEncryption="aws:kms", SSEKMSKeyId=self._keys[business_unit],
-            SSEKMSEncryptionContext=base64.b64encode(context.encode("utf-8")).decode("ascii"),
-            ChecksumAlgorithm="SHA256",  # in case the bucket has Object Lock, as the audit bucket does
-        )
+        try:
+            self._client().put_object(
+                Bucket=self._bucket, Key=key, Body=body, ContentType=content_type,
+                ServerSideEncryption="aws:kms", SSEKMSKeyId=self._keys[business_unit],
+                SSEKMSEncryptionContext=base64.b64encode(context.encode("utf-8")).decode("ascii"),
+                ChecksumAlgorithm="SHA256",  # in case the bucket has Object Lock, as the audit bucket does
+            )
+        except (ClientError, BotoCoreError) as exc:  # AWS's message names the bucket and key: not passed on
+            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+            raise ServiceUnavailable(f"chargeback bucket refused a write ({code or type(exc).__name__})",
+                                     code="chargeback_unavailable") from None
         return key
 
 

@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from chalicelib.chargeback import CSV_COLUMNS, chargeback_sink, month_range, previous_month, run_chargeback
-from chalicelib.errors import ConfigError
+from chalicelib.errors import ConfigError, ServiceUnavailable
 from chalicelib.settings import Settings
 from chalicelib.usage import UsageEvent
 from chalicelib.usage_store.sqlite import SqliteUsageStore
@@ -205,3 +205,15 @@ def test_readme_shows_the_csv_as_written() -> None:
     assert header == ",".join(CSV_COLUMNS)
     app, model, requests, prompt, completion, tokens, cost = row.split(",")
     assert int(tokens) == int(prompt) + int(completion) and len(cost.split(".")[1]) == 8
+
+
+def test_s3_refusal_is_a_service_unavailable_naming_aws_code_only(tmp_path: Path, usage: SqliteUsageStore,
+                                                                  aws: dict[str, Any]) -> None:
+    fill_october(usage)
+    keys = aws["keys"]
+    settings = settings_for(tmp_path, GARDEN_CHARGEBACK_BUCKET="garden-chargeback-missing",
+                            GARDEN_BU_KEYS=json.dumps(keys))
+    with pytest.raises(ServiceUnavailable, match=r"\(NoSuchBucket\)") as refused:
+        run_chargeback("2026-10", settings, usage=usage, budgets={},
+                       sink=chargeback_sink(settings, client_factory=lambda: aws["s3"]))
+    assert refused.value.code == "chargeback_unavailable" and "garden-chargeback-missing" not in str(refused.value)
