@@ -58,7 +58,8 @@ def start(host: str, port: int, stage: str) -> "object":
     # Local mode verifies SigV4 itself (chalicelib/identity/local.py); Chalice's reminder that it
     # does not would print on every start.
     warnings.filterwarnings("ignore", message="IAMAuthorizer is not a supported in local mode")
-    config = CLIFactory(project_dir=str(ROOT)).create_config_obj(chalice_stage_name=stage)
+    # environ=os.environ, as `chalice local` passes it: the stage's variables reach Settings.from_env.
+    config = CLIFactory(project_dir=str(ROOT), environ=os.environ).create_config_obj(chalice_stage_name=stage)
     app = config.chalice_app  # imports app.py with the stage's environment variables set
     validate_routes(app.routes)
     # As chalice local does: current_request kept per thread, so concurrent clients are fine.
