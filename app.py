@@ -122,6 +122,4 @@ def check_model_lifecycle(event):
 def monthly_chargeback(event):
     """The previous month's chargeback per business unit, 02:00 UTC on the 1st (chalicelib/chargeback.py):
     a CSV per BU under its own KMS key and a summary. On demand: POST /admin/v1/chargeback."""
-    from chalicelib.chargeback import scheduled_chargeback
-
-    scheduled_chargeback(event.time)
+    gateway.scheduled_chargeback(event.time)

@@ -128,14 +128,13 @@ def run_chargeback(
     return {**summary, "summary_file": sink.put(month, "summary.json", PLATFORM, body, "application/json")}
 
 
-def scheduled_chargeback(event_time: str | None = None, settings: Settings | None = None,
+def scheduled_chargeback(event_time: str | None, settings: Settings, registry: Any,
                          clock: Callable[[], float] = time.time) -> dict[str, Any]:
     """The monthly task (app.py, 02:00 UTC on the 1st): the month before the schedule's own time
     (`event_time`, the CloudWatch event's ISO `time`, so a late retry still writes the month it was
     meant for), with the business units' budgets as the registry holds them now. Logs one line."""
-    settings = settings or Settings.from_env()
     when = clock() if not event_time else datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
-    result = run_chargeback(previous_month(when), settings, budgets=current_budgets(settings), clock=clock)
+    result = run_chargeback(previous_month(when), settings, budgets=current_budgets(registry, settings), clock=clock)
     from chalicelib.telemetry import gateway_logger
 
     log = gateway_logger()
@@ -145,13 +144,11 @@ def scheduled_chargeback(event_time: str | None = None, settings: Settings | Non
     return result
 
 
-def current_budgets(settings: Settings) -> Mapping[str, Mapping[str, Any]]:
+def current_budgets(registry: Any, settings: Settings) -> Mapping[str, Mapping[str, Any]]:
     """Business-unit budgets as the gateway enforces them now: the registry's snapshot (read only:
     GetItem/Query on the REGISTRY keys in prod), or the catalog file's while the registry was never
     seeded (a fresh local folder)."""
-    from chalicelib.gateway import _registry  # the composition root's choice of registry adapter
-
-    snapshot = _registry(settings).snapshot()
+    snapshot = registry.snapshot()
     if snapshot is None:
         return _catalog_budgets(settings)
     return {bu: {"usd_per_month": b.get("usd_per_month"), "tokens_per_month": b.get("tokens_per_month")}

@@ -96,6 +96,14 @@ def lifecycle_check(settings: Settings | None = None) -> Any:
                           settings.bedrock_region, gateway_logger())
 
 
+def scheduled_chargeback(event_time: str | None) -> Any:
+    """The monthly chargeback task (chargeback.py) over this container's registry and settings."""
+    from chalicelib.chargeback import scheduled_chargeback as run
+
+    settings = Settings.from_env()
+    return run(event_time, settings, _registry(settings))
+
+
 _admin: Any = None
 
 
