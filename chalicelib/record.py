@@ -26,6 +26,7 @@ class RequestRecord:
     finish_reason: str | None = None
     reserved_tokens: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
     completion_tokens: int = 0
     cost_usd: float = 0.0
     pii: dict[str, int] = field(default_factory=dict)  # "<TYPE>:<ACTION>" -> count, in and out

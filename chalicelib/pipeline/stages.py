@@ -126,6 +126,7 @@ class Stages:
         self.quota.settle(reservation, usage.total_tokens, cost)
         record.prompt_tokens, record.completion_tokens, record.cost_usd = (
             usage.prompt_tokens, usage.completion_tokens, cost)
+        record.cached_tokens = usage.cache_read_tokens
 
 
 def _note_pii(record: RequestRecord, outcome: PiiOutcome) -> None:

@@ -31,8 +31,7 @@ def usage_event(record: RequestRecord) -> UsageEvent | None:
         app_id=record.app_id, business_unit=record.business_unit or UNIDENTIFIED,
         model=record.model or UNKNOWN_MODEL, day=record.timestamp[:10], outcome=outcome,
         prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
-        # As reported by the provider, once the record carries it (RequestRecord.cached_tokens).
-        cached_tokens=int(getattr(record, "cached_tokens", 0) or 0),
+        cached_tokens=record.cached_tokens,  # as the provider reported it
         cost_units=cost_units(record.cost_usd),
     )
 

@@ -129,3 +129,16 @@ def test_no_store_records_nothing(tmp_path: Path) -> None:
     with running_garden(tmp_path, usage=None) as g:
         assert g.chat({"model": "local-echo", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
     assert totals(g.home, "app") == []
+
+
+def test_cached_prompt_tokens_reach_the_aggregates(tmp_path: Path, fake: FakeBedrock) -> None:
+    from fakes.bedrock_server import Reply
+
+    fake.script[PRIMARY] = [Reply("cached answer", cache_read=120)]
+    with running_garden(tmp_path, catalog=catalog()) as garden:
+        response = garden.chat({"model": "claude", "messages": [{"role": "user", "content": "hi"}]})
+        assert response.status_code == 200, response.body
+        reported = json.loads(response.body)["usage"]["prompt_tokens_details"]["cached_tokens"]
+        [row] = totals(garden.home, "app", "model")
+    assert reported == 120 and row["cached_tokens"] == 120
+    assert audit_records(garden.home)[-1]["cached_tokens"] == 120
