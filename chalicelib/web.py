@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import unquote
 from http import HTTPStatus
 from typing import Any, Callable
 
@@ -72,6 +73,10 @@ def handle_admin(request: Request, route: str, *args: str) -> Response:
     """An /admin/v1 route: as `handle`, over the admin API's method `route` (chalicelib/admin/, built
     and imported on first use)."""
     rid = request_id(request)
+    # Path parameters arrive percent-encoded from Chalice's local server: a deployment's default
+    # name, "<provider>/<model_id>", can only travel as %2F. Decoding an already-decoded name is a
+    # no-op unless it holds a literal "%" followed by two hex digits.
+    args = tuple(unquote(a) for a in args)
     try:
         return respond(getattr(gateway.admin(), route)(incoming(request), *args), rid)
     except Exception as exc:

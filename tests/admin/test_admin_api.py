@@ -191,6 +191,16 @@ def test_deployments_list_each_catalog_deployment_with_its_state(served: AdminGa
     assert_error(served.call("PUT", "/admin/v1/deployments/echo-primary", json={}), 400, param="enabled")
 
 
+def test_a_deployment_with_its_default_name_can_be_switched(served: AdminGarden) -> None:
+    # A deployment with no `name` is "<provider>/<model_id>": its "/" travels as %2F in the path.
+    names = {d["name"] for d in served.call("GET", "/admin/v1/deployments").json()["data"]}
+    assert "local-echo/echo-1" in names
+    off = served.call("PUT", "/admin/v1/deployments/local-echo%2Fecho-1", json={"enabled": False})
+    assert off.status_code == 200, off.text
+    assert off.json()["name"] == "local-echo/echo-1" and off.json()["enabled"] is False
+    assert served.call("PUT", "/admin/v1/deployments/local-echo%2Fecho-1", json={"enabled": True}).status_code == 200
+
+
 # ---- changes ----------------------------------------------------------------------------------
 
 def test_changes_are_listed_newest_first_with_who_and_what(served: AdminGarden) -> None:
