@@ -281,10 +281,14 @@ class DynamoDbLedger:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise _unavailable() from None
                 old = exc.response.get("Item") or {}
-                if lease.granted and _num(old, names["#l"]) != lease.granted:
+                if lease.granted and names["#l"] not in old:
                     # Swept while this container was away: the store booked it all as used.
                     self._orphan(lease)
                     lease = self._current(limit, now)
+                    continue
+                if names["#l"] in old and _num(old, names["#l"]) != lease.granted:
+                    # A write of ours that timed out did land: the store's figure is this lease's.
+                    lease.granted = _num(old, names["#l"])
                     continue
                 left = (limit.cap or 0) - _num(old, "committed")
                 if left < short:
@@ -323,10 +327,16 @@ class DynamoDbLedger:
             item = self._client().update_item(
                 TableName=self._table, Key=_counter_key(lease.limit.key), UpdateExpression=expression,
                 ConditionExpression="#l = :g", ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW")["Attributes"]
+                ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD")["Attributes"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise _unavailable() from None
+            old = exc.response.get("Item") or {}
+            if names["#l"] in old and _num(old, names["#l"]) != lease.granted:
+                # A write of ours that timed out did land (conservative: its usage may book twice).
+                lease.granted = _num(old, names["#l"])
+                self._trim(lease, now)
+                return
             self._orphan(lease)  # swept: it was booked as used whole
             self._trim(lease, now)
             return

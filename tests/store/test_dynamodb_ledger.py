@@ -180,3 +180,37 @@ def _shard(container: str) -> int:
     from chalicelib.store.dynamodb import LEASE_SHARDS
 
     return zlib.crc32(container.encode()) % LEASE_SHARDS
+
+
+class LandsThenTimesOut:
+    """A client whose next update_item reaches DynamoDB, then loses the answer (a read timeout)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self.armed = client, False
+
+    def update_item(self, **kwargs: Any) -> Any:
+        answer = self._client.update_item(**kwargs)
+        if self.armed and kwargs["Key"]["pk"]["S"].startswith("LIMIT#"):
+            self.armed = False
+            from botocore.exceptions import ReadTimeoutError
+
+            raise ReadTimeoutError(endpoint_url="http://127.0.0.1")
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_lease_write_that_landed_but_timed_out_is_adopted(client: Any, table: str) -> None:
+    flaky = LandsThenTimesOut(client)
+    ledger = DynamoDbLedger(lambda: flaky, table, container_id="c1")
+    assert reserve(ledger, "a", 6250)  # the whole first block (1/16 of the cap)
+    flaky.armed = True
+    with pytest.raises(ServiceUnavailable):
+        reserve(ledger, "b", 100)  # its block was leased, the answer lost
+    assert reserve(ledger, "c", 100)  # the store's figure is adopted: no 503 loop, no double lease
+    for rid in ("a", "c"):
+        ledger.settle(reservation_id=rid, used=[Hold(TOKENS, 100)], now=100.0)
+    ledger.flush(100.0)
+    item = counter_item(client, table)
+    assert (item["used"]["N"], item["leased"]["N"], item["committed"]["N"]) == ("200", "0", "200")
