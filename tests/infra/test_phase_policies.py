@@ -59,9 +59,10 @@ def test_without_the_litellm_tier_the_policy_has_no_statement_for_it() -> None:
     assert "ssm:" not in text and "parameter/" not in text and "${" not in text
     assert set(_by_sid(_policy())) - set(_by_sid(without)) == \
         {"ApiKeyParametersOnly", "ApiKeyParametersDecryptThroughSsmOnly"}
-    assert set(_by_sid(without)) == {  # phase 1, exactly as before this issue
+    assert set(_by_sid(without)) == {  # phase 1 (and the on-demand chargeback the admin API runs)
         "OwnLogGroupOnly", "XRayHasNoResourceLevelPermissions", "VpcLambdaNetworkInterfacesHaveNoResourceLevelPermissions",
         "LedgerTableOnly", "PlatformKeyThroughDynamoDbOnly", "AuditObjectsUnderAuditPrefixOnly",
+        "ChargebackObjectsOnDemandOnly",
         "BusinessUnitKeysThroughS3Only", "ComprehendPiiHasNoResourceLevelPermissions", "ConfiguredGuardrailsOnly",
         "OperationsBedrockRoleOnly"}
 
