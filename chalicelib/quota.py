@@ -341,3 +341,10 @@ def with_headers(error: BaseException, headers: dict[str, str]) -> None:
     own, such as a refusing window's, win)."""
     if isinstance(error, GatewayError) and headers:
         error.headers = {**headers, **error.headers}
+
+
+def with_app_headers(error: GatewayError, keeper: QuotaKeeper, app: App, unit: BusinessUnit | None) -> None:
+    """An error answered to a known app before (or without) a reservation's headers carries the
+    app's windows as they stand."""
+    if not any(name.startswith("x-ratelimit-") for name in error.headers):
+        error.headers = {**keeper.headers(app, unit), **error.headers}

@@ -207,3 +207,18 @@ def test_store_unavailable_fails_open_when_the_app_says_so_and_is_counted(tmp_pa
     assert served.status_code == 200, served.body
     (record,) = [json.loads(line) for p in audit.rglob("*.jsonl") for line in p.read_text().splitlines()]
     assert record["quota_store"] == "UNAVAILABLE:FAIL_OPEN" and record["status"] == 200
+
+
+def test_errors_to_a_known_app_carry_its_windows(tmp_path: Path) -> None:
+    with garden(tmp_path, catalog({"requests_per_minute": 5, "usd_per_month": 0.001})) as g:
+        invalid = g.chat({"model": "local-echo", "messages": []}, key_id=QUOTA_KEY_ID)  # 400, before any hold
+        unknown = ask(g, model="no-such-model")  # 404
+        retrieved = g.request("GET", "/v1/models/no-such-model", key_id=QUOTA_KEY_ID)  # 404
+        over_budget = ask(g, "a" * 40, max_tokens=10)  # USD: no trio of its own; the app's windows
+        stranger = g.chat({"model": "local-echo", "messages": []}, key_id="AKIAGARDENTESTKEY002")  # no app
+    for answer, status in ((invalid, 400), (unknown, 404), (retrieved, 404), (over_budget, 429)):
+        assert answer.status_code == status, answer.body
+        assert answer.headers["x-ratelimit-limit-requests"] == "5", status
+        assert "x-ratelimit-limit-tokens" not in answer.headers  # no token window applies
+    assert error(over_budget)["code"] == "insufficient_quota"
+    assert stranger.status_code == 403 and "x-ratelimit-limit-requests" not in stranger.headers

@@ -16,6 +16,7 @@ from typing import Callable
 from chalicelib.audit import AuditSink
 from chalicelib.catalog import App, Catalog
 from chalicelib.catalog_source import CatalogSource
+from chalicelib.errors import GatewayError
 from chalicelib.guardrails import Guardrail
 from chalicelib.identity import Identity
 from chalicelib.incoming import IncomingRequest
@@ -25,7 +26,7 @@ from chalicelib.pii import PiiDetector
 from chalicelib.pipeline.chat import ChatRoute
 from chalicelib.pipeline.governed import GatewayResponse, Governed, Route, error_response, new_request_id
 from chalicelib.pipeline.stages import Stages
-from chalicelib.quota import QuotaKeeper
+from chalicelib.quota import QuotaKeeper, with_app_headers
 from chalicelib.record import RequestRecord
 from chalicelib.router import Router
 from chalicelib.telemetry import Telemetry
@@ -82,7 +83,11 @@ class Pipeline:
     def get_model(self, request: IncomingRequest, model_id: str) -> GatewayResponse:
         def run(req: IncomingRequest, record: RequestRecord) -> GatewayResponse:
             app = self._stages.identify(req, record)
-            model = self._stages.catalog_model(app, model_id, record)
+            try:
+                model = self._stages.catalog_model(app, model_id, record)
+            except GatewayError as error:
+                with_app_headers(error, self._quota, app, self.catalog.business_units.get(app.business_unit))
+                raise
             return GatewayResponse(200, responses.model_body(model),
                                    {**self._stages.lifecycle_headers(model), **self._quota_headers(app)})
 

@@ -9,14 +9,14 @@ from dataclasses import replace
 
 from chalicelib.catalog import App, Model
 from chalicelib.chat import ChatRequest, Completion
-from chalicelib.errors import InvalidRequest
+from chalicelib.errors import GatewayError, InvalidRequest
 from chalicelib.guardrails import BLOCKED, MASKED
 from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
 from chalicelib.openai_api.chat_request import parse_chat_request
 from chalicelib.pipeline.governed import EVENT_STREAM, GatewayResponse, Governed
 from chalicelib.pipeline.stages import Stages
-from chalicelib.quota import STORE_FAIL_OPEN, with_headers
+from chalicelib.quota import STORE_FAIL_OPEN, with_app_headers, with_headers
 from chalicelib.ratelimit_headers import cost_header
 from chalicelib.record import RequestRecord
 from chalicelib.router import Router
@@ -33,8 +33,15 @@ class ChatRoute:
         self._frame = frame
 
     def __call__(self, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:
+        app = self._stages.identify(request, record)
+        try:
+            return self._serve(app, request, record)
+        except GatewayError as error:  # every answer to a known app carries its windows
+            with_app_headers(error, self._quota, app, self._stages.catalog.business_units.get(app.business_unit))
+            raise
+
+    def _serve(self, app: App, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:
         stages = self._stages
-        app = stages.identify(request, record)
         chat = pin_system_prompt(app, parse_chat_request(request.body))
         record.stream = chat.stream
         model = stages.model(app, chat.model, record, kind="chat")

@@ -14,7 +14,7 @@ import math
 
 from chalicelib.catalog import App, Model
 from chalicelib.chat import Usage
-from chalicelib.errors import InvalidRequest, PayloadTooLarge, UpstreamError
+from chalicelib.errors import GatewayError, InvalidRequest, PayloadTooLarge, UpstreamError
 from chalicelib.guardrails import BLOCKED, MASKED
 from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
@@ -22,7 +22,7 @@ from chalicelib.openai_api.embeddings_request import EmbeddingsRequest, parse_em
 from chalicelib.pipeline.governed import GatewayResponse, Governed
 from chalicelib.pipeline.stages import Stages
 from chalicelib.providers import Embedded
-from chalicelib.quota import STORE_FAIL_OPEN, with_headers
+from chalicelib.quota import STORE_FAIL_OPEN, with_app_headers, with_headers
 from chalicelib.ratelimit_headers import cost_header
 from chalicelib.record import RequestRecord
 from chalicelib.router import Router
@@ -45,8 +45,15 @@ class EmbeddingsRoute:
         self._frame = frame
 
     def __call__(self, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:
+        app = self._stages.identify(request, record)
+        try:
+            return self._serve(app, request, record)
+        except GatewayError as error:  # every answer to a known app carries its windows
+            with_app_headers(error, self._quota, app, self._stages.catalog.business_units.get(app.business_unit))
+            raise
+
+    def _serve(self, app: App, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:
         stages = self._stages
-        app = stages.identify(request, record)
         embeddings = parse_embeddings_request(request.body)
         model = stages.model(app, embeddings.model, record, kind="embedding")
         dimensions = _dimensions(model, embeddings)
