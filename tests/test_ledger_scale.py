@@ -2,8 +2,8 @@
 Local does not throttle hot keys.
 
 20 containers (ledger instances, 2 threads each) serve 6,000 requests of one app, whose clock runs
-at 500 requests a second (12 simulated seconds: leases are extended, trimmed and renewed as in
-production), against every limit kind at once (tokens per minute, day and month, requests per
+at 500 requests a second (12 simulated seconds across a minute boundary: leases are extended,
+trimmed and renewed, and per-minute counters roll over, as in production), against every limit kind at once (tokens per minute, day and month, requests per
 minute, USD per month, a per-model cap, the business unit's USD and tokens) plus the day's
 bookkeeping counters. Every write asks DynamoDB Local for `ReturnConsumedCapacity`: the test sums
 the write units per request and per partition key, and scales the hottest key's share to 500
@@ -30,7 +30,7 @@ from chalicelib.quota import QuotaKeeper
 from chalicelib.store.dynamodb import DynamoDbLedger
 
 RPS, REQUESTS, CONTAINERS, THREADS_PER_CONTAINER = 500, 6_000, 20, 2
-T0 = 1_800_000_000.0
+T0 = 1_800_000_000.0 - 6  # the 12 simulated seconds straddle a minute boundary (new per-minute counters)
 MODEL = Model("m", "t", 4096, 0.003, 0.015, (Deployment("bedrock", "a", "a"),
                                               Deployment("bedrock", "b", "b", price=Price(0.004, 0.02))))
 APP = App("hot", "bu", ("arn:aws:iam::111122223333:role/hot",), frozenset({"m"}), PiiPolicy({}, {}),

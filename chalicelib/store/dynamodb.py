@@ -227,7 +227,7 @@ class DynamoDbLedger:
     def _maintain(self, now: float) -> None:
         self._expire(now)
         for lease in list(self._leases.values()):
-            if lease.serve_until <= now or lease.limit.resets_at <= now:
+            if lease.serve_until <= now:  # (never past its window's end: see _extend)
                 self._trim(lease, now)
 
     def _expire(self, now: float) -> int:
@@ -298,7 +298,8 @@ class DynamoDbLedger:
             except BotoCoreError:
                 raise _unavailable() from None
             lease.granted += block
-            lease.serve_until = lease.serve_until if lease.serve_until > now else now + SERVE_S
+            if lease.serve_until <= now:  # trimmed every SERVE_S, and once its window is over
+                lease.serve_until = min(now + SERVE_S, limit.resets_at)
             lease.seen_committed = _num(item, "committed")
             return None
         raise _unavailable()
@@ -342,7 +343,8 @@ class DynamoDbLedger:
             return
         except BotoCoreError:
             raise _unavailable() from None
-        lease.granted, lease.consumed, lease.serve_until = keep, 0, now + SERVE_S
+        lease.granted, lease.consumed = keep, 0
+        lease.serve_until = now + SERVE_S if lease.limit.resets_at <= now else min(now + SERVE_S, lease.limit.resets_at)
         lease.seen_committed = _num(item, "committed")
         if not keep and self._leases.get(lease.limit.key) is lease:
             del self._leases[lease.limit.key]
