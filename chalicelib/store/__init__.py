@@ -5,7 +5,7 @@ what (tokens, requests, USD in whole 1e-8 units) and which window (minute, day, 
 `app/retail/tokens/day/2026-11-29` (`limit_key`). A reservation is a list of `Hold`s, one per limit
 that applies to a request; `reserve` grants all of them or none, in one atomic step per store: for
 every hold, used + held + amount <= cap. A cap of None is counted, never refused (the bookkeeping
-counters `daily_usage` reads). `settle` replaces a reservation's holds by what was actually used
+counters of `day_keys`, which `SqliteLedger.usage` reads). `settle` replaces a reservation's holds by what was actually used
 (more than was held still counts: the next reservation sees it) and is idempotent per reservation
 id; `release` frees them; reservations expire, and `sweep` frees what requests that died left.
 
