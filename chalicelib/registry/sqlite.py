@@ -10,12 +10,12 @@ PrincipalInUse. Stores configuration only (app and budget JSON, switches), never
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from chalicelib.sqlite_file import connect
 from chalicelib.registry import Change, RegistrySnapshot
 from chalicelib.registry._plan import (
     Plan, dumps, iso_utc, plan_disable_app, plan_import, plan_put_app, plan_put_business_unit, plan_seed,
@@ -38,12 +38,9 @@ CREATE TABLE IF NOT EXISTS registry_changes (
 
 class SqliteRegistry:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+        self._db = connect(path, timeout_s=5.0)
         self._lock = threading.Lock()
         self._clock = clock
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     # -- reads --------------------------------------------------------------------------------

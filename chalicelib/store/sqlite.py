@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from chalicelib.sqlite_file import Checkpointer, connect
 from chalicelib.store import Counter, DailyUsage, Hold, Limit, Refused, day_keys
 
 _VERSION = 3
@@ -44,12 +45,10 @@ _ADD = ("INSERT INTO counters (key, used, held, resets_at) VALUES (?, ?, ?, ?) "
 
 class SqliteLedger:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit, so each is exactly one BEGIN..COMMIT.
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        self._db = connect(path)
         self._lock = threading.Lock()  # chalice local serves each request on its own thread
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._checkpointer = Checkpointer(path)  # the file's WAL checkpoints, off the request path
         if self._db.execute("PRAGMA user_version").fetchone()[0] < _VERSION:
             # Folders made before the limits ledger: start their bookkeeping over (local dev state).
             self._db.executescript("DROP TABLE IF EXISTS usage; DROP TABLE IF EXISTS reservations; "
@@ -140,6 +139,7 @@ class SqliteLedger:
                           cost_usd=round(usd.used / 1e8, 8))
 
     def close(self) -> None:
+        self._checkpointer.close()
         self._db.close()
 
     # -- helpers ------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ Stores only ids, numbers and dates: never request text.
 """
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
+from chalicelib.sqlite_file import connect
 from chalicelib.usage import OUTCOMES, UsageEvent, UsageTotals
 
 _SCHEMA = """
@@ -52,12 +52,9 @@ def counts(event: UsageEvent) -> tuple[int, int, int]:
 
 class SqliteUsageStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: each UPSERT is its own transaction (the ledger's connection is separate).
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+        self._db = connect(path, timeout_s=5.0)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def record(self, event: UsageEvent) -> None:
