@@ -31,7 +31,7 @@ import calendar
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from chalicelib.catalog import App, BusinessUnit, Model
 from chalicelib.errors import GatewayError, QuotaExceeded, ServiceUnavailable
@@ -176,9 +176,9 @@ class QuotaKeeper:
         except ServiceUnavailable:
             return {}
 
-    def sweep(self, app_ids: Iterable[str] | None = None) -> int:
-        """Free the holds of requests (and leases of containers) that died. Run on a schedule
-        (app.py). `app_ids` is accepted for older callers: the ledger sweeps every app."""
+    def sweep(self) -> int:
+        """Free the holds of requests (and leases of containers) that died, for every app. Run on a
+        schedule (app.py)."""
         return self._ledger.sweep(self._clock())
 
     # -- helpers ------------------------------------------------------------------------------

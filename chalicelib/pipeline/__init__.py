@@ -98,7 +98,7 @@ class Pipeline:
         return self._quota.headers(app, self.catalog.business_units.get(app.business_unit))
 
     def sweep_expired_reservations(self) -> int:
-        return self._quota.sweep(self.catalog.apps)
+        return self._quota.sweep()
 
 
 def _embeddings_route(stages: Stages, router: Router, frame: Governed) -> Route:
