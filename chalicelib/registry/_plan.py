@@ -17,7 +17,7 @@ import copy
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from chalicelib.identity.principals import canonical_principal
 from chalicelib.registry import Change, PrincipalInUse, RegistrySnapshot
@@ -171,3 +171,30 @@ def plan_set_deployment(state: RegistrySnapshot, name: str, enabled: bool) -> Pl
     if before is not enabled and not (before is None and enabled):
         plan.deployments[name] = enabled
     return plan
+
+
+class PlannedWrites:
+    """The port's writes, each a plan applied by the adapter's own atomic `_write`."""
+
+    def _write(self, make_plan: Callable[[RegistrySnapshot], "Plan | None"], principal: str) -> Any:
+        raise NotImplementedError
+
+    def seed(self, apps: list[Mapping[str, Any]], business_units: Mapping[str, Mapping[str, Any]],
+             principal: str) -> bool:
+        return bool(self._write(lambda s: plan_seed(s, apps, business_units), principal))
+
+    def put_app(self, app: Mapping[str, Any], principal: str) -> Mapping[str, Any]:
+        return self._write(lambda s: plan_put_app(s, app), principal)
+
+    def disable_app(self, app_id: str, principal: str) -> bool:
+        return self._write(lambda s: plan_disable_app(s, app_id), principal)
+
+    def put_business_unit(self, business_unit: str, budget: Mapping[str, Any], principal: str) -> Mapping[str, Any]:
+        return self._write(lambda s: plan_put_business_unit(s, business_unit, budget), principal)
+
+    def set_deployment(self, name: str, enabled: bool, principal: str) -> None:
+        self._write(lambda s: plan_set_deployment(s, name, enabled), principal)
+
+    def import_catalog(self, apps: list[Mapping[str, Any]], business_units: Mapping[str, Mapping[str, Any]],
+                       principal: str) -> None:
+        self._write(lambda s: plan_import(s, apps, business_units), principal)

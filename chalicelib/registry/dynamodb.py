@@ -26,17 +26,14 @@ from __future__ import annotations
 import json
 import random
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.lazy import OnFirstUse
 from chalicelib.registry import Change, RegistrySnapshot, TooManyChanges
-from chalicelib.registry._plan import (
-    EMPTY, Plan, dumps, iso_utc, plan_disable_app, plan_import, plan_put_app, plan_put_business_unit,
-    plan_seed, plan_set_deployment,
-)
+from chalicelib.registry._plan import EMPTY, Plan, PlannedWrites, dumps, iso_utc
 
 PK = "REGISTRY"
 CHANGES_PK = "REGISTRY#CHANGES"
@@ -44,7 +41,7 @@ MAX_ENTRIES_PER_WRITE = 98  # TransactWriteItems takes 100 items: + VERSION + th
 _ATTEMPTS = 8  # a write that lost a race re-plans; a snapshot that straddled a write re-reads
 
 
-class DynamoDbRegistry:
+class DynamoDbRegistry(PlannedWrites):
     def __init__(self, client_factory: Callable[[], Any], table: str,
                  clock: Callable[[], float] = time.time) -> None:
         self._client = OnFirstUse(client_factory)
@@ -85,25 +82,6 @@ class DynamoDbRegistry:
         return out
 
     # -- writes -------------------------------------------------------------------------------
-    def seed(self, apps: list[Mapping[str, Any]], business_units: Mapping[str, Mapping[str, Any]],
-             principal: str) -> bool:
-        return bool(self._write(lambda s: plan_seed(s, apps, business_units), principal))
-
-    def put_app(self, app: Mapping[str, Any], principal: str) -> Mapping[str, Any]:
-        return self._write(lambda s: plan_put_app(s, app), principal)
-
-    def disable_app(self, app_id: str, principal: str) -> bool:
-        return self._write(lambda s: plan_disable_app(s, app_id), principal)
-
-    def put_business_unit(self, business_unit: str, budget: Mapping[str, Any], principal: str) -> Mapping[str, Any]:
-        return self._write(lambda s: plan_put_business_unit(s, business_unit, budget), principal)
-
-    def set_deployment(self, name: str, enabled: bool, principal: str) -> None:
-        self._write(lambda s: plan_set_deployment(s, name, enabled), principal)
-
-    def import_catalog(self, apps: list[Mapping[str, Any]], business_units: Mapping[str, Mapping[str, Any]],
-                       principal: str) -> None:
-        self._write(lambda s: plan_import(s, apps, business_units), principal)
 
     # -- helpers ------------------------------------------------------------------------------
     def _write(self, make_plan: Callable[[RegistrySnapshot], Plan | None], principal: str) -> Any:

@@ -13,14 +13,11 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from chalicelib.sqlite_file import connect
 from chalicelib.registry import Change, RegistrySnapshot
-from chalicelib.registry._plan import (
-    Plan, dumps, iso_utc, plan_disable_app, plan_import, plan_put_app, plan_put_business_unit, plan_seed,
-    plan_set_deployment,
-)
+from chalicelib.registry._plan import Plan, PlannedWrites, dumps, iso_utc
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS registry_version (
@@ -36,7 +33,7 @@ CREATE TABLE IF NOT EXISTS registry_changes (
 """
 
 
-class SqliteRegistry:
+class SqliteRegistry(PlannedWrites):
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self._db = connect(path, timeout_s=5.0)
         self._lock = threading.Lock()
@@ -66,25 +63,6 @@ class SqliteRegistry:
                 for at, principal, action, target, before, after in rows]
 
     # -- writes -------------------------------------------------------------------------------
-    def seed(self, apps: list[Mapping[str, Any]], business_units: Mapping[str, Mapping[str, Any]],
-             principal: str) -> bool:
-        return bool(self._write(lambda s: plan_seed(s, apps, business_units), principal))
-
-    def put_app(self, app: Mapping[str, Any], principal: str) -> Mapping[str, Any]:
-        return self._write(lambda s: plan_put_app(s, app), principal)
-
-    def disable_app(self, app_id: str, principal: str) -> bool:
-        return self._write(lambda s: plan_disable_app(s, app_id), principal)
-
-    def put_business_unit(self, business_unit: str, budget: Mapping[str, Any], principal: str) -> Mapping[str, Any]:
-        return self._write(lambda s: plan_put_business_unit(s, business_unit, budget), principal)
-
-    def set_deployment(self, name: str, enabled: bool, principal: str) -> None:
-        self._write(lambda s: plan_set_deployment(s, name, enabled), principal)
-
-    def import_catalog(self, apps: list[Mapping[str, Any]], business_units: Mapping[str, Mapping[str, Any]],
-                       principal: str) -> None:
-        self._write(lambda s: plan_import(s, apps, business_units), principal)
 
     def close(self) -> None:
         self._db.close()
