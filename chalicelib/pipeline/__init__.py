@@ -86,7 +86,7 @@ class Pipeline:
             try:
                 model = self._stages.catalog_model(app, model_id, record)
             except GatewayError as error:
-                with_app_headers(error, self._quota, app, self.catalog.business_units.get(app.business_unit))
+                with_app_headers(error, self._quota, app, self._stages.business_unit(app))
                 raise
             return GatewayResponse(200, responses.model_body(model),
                                    {**self._stages.lifecycle_headers(model), **self._quota_headers(app)})
@@ -95,7 +95,7 @@ class Pipeline:
 
     def _quota_headers(self, app: App) -> dict[str, str]:
         # /v1/models consumes no window: it shows the app's windows as chat and embeddings left them.
-        return self._quota.headers(app, self.catalog.business_units.get(app.business_unit))
+        return self._quota.headers(app, self._stages.business_unit(app))
 
     def sweep_expired_reservations(self) -> int:
         return self._quota.sweep()

@@ -9,37 +9,22 @@ from dataclasses import replace
 
 from chalicelib.catalog import App, Model
 from chalicelib.chat import ChatRequest, Completion
-from chalicelib.errors import GatewayError, InvalidRequest
+from chalicelib.errors import InvalidRequest
 from chalicelib.guardrails import BLOCKED, MASKED
 from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
 from chalicelib.openai_api.chat_request import parse_chat_request
-from chalicelib.pipeline.governed import EVENT_STREAM, GatewayResponse, Governed
-from chalicelib.pipeline.stages import Stages
-from chalicelib.quota import STORE_FAIL_OPEN, with_app_headers, with_headers
+from chalicelib.pipeline.governed import EVENT_STREAM, GatewayResponse
+from chalicelib.pipeline.route import AppRoute
+from chalicelib.quota import STORE_FAIL_OPEN, with_headers
 from chalicelib.ratelimit_headers import cost_header
 from chalicelib.record import RequestRecord
-from chalicelib.router import Router
 from chalicelib.screening import (InputView, OutputView, guard_texts, output_guard_texts, pin_system_prompt,
                                   with_guarded_texts, with_output_guarded_texts)
 from chalicelib.tokens import estimate_input_tokens
 
 
-class ChatRoute:
-    def __init__(self, stages: Stages, router: Router, frame: Governed) -> None:
-        self._stages = stages
-        self._quota = stages.quota
-        self._router = router
-        self._frame = frame
-
-    def __call__(self, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:
-        app = self._stages.identify(request, record)
-        try:
-            return self._serve(app, request, record)
-        except GatewayError as error:  # every answer to a known app carries its windows
-            with_app_headers(error, self._quota, app, self._stages.catalog.business_units.get(app.business_unit))
-            raise
-
+class ChatRoute(AppRoute):
     def _serve(self, app: App, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:
         stages = self._stages
         chat = pin_system_prompt(app, parse_chat_request(request.body))
@@ -48,7 +33,7 @@ class ChatRoute:
         reservation = self._quota.reserve(
             app, _estimate(model, chat), min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens),
             reservation_id=request.request_id, flexible=chat.max_tokens is None,
-            model=model, unit=stages.catalog.business_units.get(app.business_unit),
+            model=model, unit=stages.business_unit(app),
         )
         record.reserved_tokens = reservation.tokens
         record.quota_store = STORE_FAIL_OPEN if reservation.unmetered else None

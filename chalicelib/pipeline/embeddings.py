@@ -14,18 +14,17 @@ import math
 
 from chalicelib.catalog import App, Model
 from chalicelib.chat import Usage
-from chalicelib.errors import GatewayError, InvalidRequest, PayloadTooLarge, UpstreamError
+from chalicelib.errors import InvalidRequest, PayloadTooLarge, UpstreamError
 from chalicelib.guardrails import BLOCKED, MASKED
 from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
 from chalicelib.openai_api.embeddings_request import EmbeddingsRequest, parse_embeddings_request
-from chalicelib.pipeline.governed import GatewayResponse, Governed
-from chalicelib.pipeline.stages import Stages
+from chalicelib.pipeline.governed import GatewayResponse
+from chalicelib.pipeline.route import AppRoute
 from chalicelib.providers import Embedded
-from chalicelib.quota import STORE_FAIL_OPEN, with_app_headers, with_headers
+from chalicelib.quota import STORE_FAIL_OPEN, with_headers
 from chalicelib.ratelimit_headers import cost_header
 from chalicelib.record import RequestRecord
-from chalicelib.router import Router
 from chalicelib.text_view import TextView
 
 # Between inputs in the PII view: longer than any separator run the local rules join digit groups
@@ -37,21 +36,7 @@ MAX_RESPONSE_BYTES = 6_000_000
 _VALUE_BYTES = {"float": 16, "base64": 16 / 3}
 
 
-class EmbeddingsRoute:
-    def __init__(self, stages: Stages, router: Router, frame: Governed) -> None:
-        self._stages = stages
-        self._quota = stages.quota
-        self._router = router
-        self._frame = frame
-
-    def __call__(self, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:
-        app = self._stages.identify(request, record)
-        try:
-            return self._serve(app, request, record)
-        except GatewayError as error:  # every answer to a known app carries its windows
-            with_app_headers(error, self._quota, app, self._stages.catalog.business_units.get(app.business_unit))
-            raise
-
+class EmbeddingsRoute(AppRoute):
     def _serve(self, app: App, request: IncomingRequest, record: RequestRecord) -> GatewayResponse:
         stages = self._stages
         embeddings = parse_embeddings_request(request.body)
@@ -59,7 +44,7 @@ class EmbeddingsRoute:
         dimensions = _dimensions(model, embeddings)
         reservation = self._quota.reserve(app, _estimate(model, embeddings.inputs), 0,
                                           reservation_id=request.request_id, model=model,
-                                          unit=stages.catalog.business_units.get(app.business_unit))
+                                          unit=stages.business_unit(app))
         record.reserved_tokens = reservation.tokens
         record.quota_store = STORE_FAIL_OPEN if reservation.unmetered else None
         try:

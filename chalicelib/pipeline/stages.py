@@ -2,7 +2,7 @@
 verdicts and settling what a call cost. Each stage notes what it did in the request's record."""
 from __future__ import annotations
 
-from chalicelib.catalog import App, Catalog, Model, Price
+from chalicelib.catalog import App, BusinessUnit, Catalog, Model, Price
 from chalicelib.catalog_source import CatalogSource, as_source
 from chalicelib.chat import Usage
 from chalicelib.cost import cost_usd
@@ -44,6 +44,10 @@ class Stages:
         if app.disabled:
             raise PermissionDenied("this app has been deleted from the gateway's registry", code="app_disabled")
         return app
+
+    def business_unit(self, app: App) -> BusinessUnit | None:
+        """The app's business unit's budgets, or None: a business unit without an entry has none."""
+        return self.catalog.business_units.get(app.business_unit)
 
     def model(self, app: App, model_id: str, record: RequestRecord, kind: str | None = None) -> Model:
         """The model that serves `model_id` for this app on a route serving `kind` models: the model
