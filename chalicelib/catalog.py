@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from dataclasses import dataclass, field, replace
-from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from chalicelib.catalog_rules import app_rule_broken, check_model
 from chalicelib.catalog_schema import CATALOG_SCHEMA
 from chalicelib.errors import ConfigError
 from chalicelib.generated.catalog_validator import validate as validate_catalog
@@ -204,7 +203,7 @@ def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
     raw = coerce_integers(CATALOG_SCHEMA, raw)  # 4096.0 is an integer to the schema: make it one
     models = {mid: _model(mid, m) for mid, m in raw["models"].items()}
     for model in models.values():
-        _check_model(model, models, raw["models"][model.id], f"{source}: models.{model.id}")
+        check_model(model, models, raw["models"][model.id], f"{source}: models.{model.id}")
     apps: dict[str, App] = {}
     by_principal: dict[str, App] = {}
     for index, a in enumerate(raw["apps"]):
@@ -212,7 +211,7 @@ def parse_catalog(raw: Any, source: str = "catalog") -> Catalog:
         where = f"{source}: apps[{index}]"
         if app.id in apps:
             raise ConfigError(f"{where}.id: duplicate app id {app.id!r}")
-        wrong = _app_rule_broken(app, models)
+        wrong = app_rule_broken(app, models)
         if wrong:
             raise ConfigError(f"{where}.{wrong[0]}: {wrong[1]}")
         for arn in app.principal_arns:
@@ -253,26 +252,10 @@ def parse_app(raw: Any, models: Mapping[str, Model]) -> App:
         raise AppConfigError(dotted(path) or "(root)", error.rule or "invalid") from None
     body = coerce_integers(CATALOG_SCHEMA["$defs"]["app"], copy.deepcopy(body), CATALOG_SCHEMA)
     app = _app(body)
-    wrong = _app_rule_broken(app, models)
+    wrong = app_rule_broken(app, models)
     if wrong:
         raise AppConfigError(*wrong)
     return replace(app, disabled=True) if disabled else app
-
-
-def _app_rule_broken(app: App, models: Mapping[str, Model]) -> tuple[str, str] | None:
-    """The catalog's rules across an app's fields, which the JSON Schema does not express:
-    (dotted field, rule) of the first one broken."""
-    if app.external_id is not None and not app.external_id.endswith(f":{app.id}"):
-        # The operations role trusts ExternalId "<prefix>:${aws:RequestTag/app}" (infra/README.md).
-        return ("external_id", f"must be '<prefix>:{app.id}' (e.g. 'execution-garden:{app.id}'), "
-                               "which the operations role's trust checks")
-    capped = sorted(set(app.quotas.model_tokens_per_day) - app.allowed_models)
-    if capped:
-        return "quotas.models", f"{capped[0]!r} is not one of the app's allowed_models"
-    unknown = sorted(app.allowed_models - models.keys())
-    if unknown:
-        return "allowed_models", f"unknown model {unknown[0]!r}"
-    return None
 
 
 def _validate(raw: Any, source: str) -> None:
@@ -320,60 +303,6 @@ def _model(model_id: str, m: dict[str, Any]) -> Model:
         if life else None,
         dimensions=Dimensions(dims["default"], tuple(dims.get("allowed", ())), dims.get("max")) if dims else None,
     )
-
-
-_SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # CreateEndpoint's EndpointName
-# Which providers serve which kind of model.
-_CHAT_PROVIDERS = frozenset({"local-echo", "bedrock", "openai", "sagemaker"})
-_EMBEDDING_PROVIDERS = frozenset({"local-embed", "bedrock", "openai", "sagemaker"})
-
-
-def _check_model(model: Model, models: Mapping[str, Model], raw: dict[str, Any], where: str) -> None:
-    """Rules across fields, which the JSON Schema does not express; each names the field."""
-    if model.kind == "chat":
-        if "max_output_tokens" not in raw:
-            raise ConfigError(f"{where}.max_output_tokens: required for chat models")
-        for at, price in [("price", raw["price"])] + [
-                (f"deployments[{i}].price", d["price"]) for i, d in enumerate(raw["deployments"]) if "price" in d]:
-            if "output_per_1k" not in price:
-                raise ConfigError(f"{where}.{at}.output_per_1k: required for chat models")
-    serves = _CHAT_PROVIDERS if model.kind == "chat" else _EMBEDDING_PROVIDERS
-    for i, d in enumerate(model.deployments):
-        at = f"{where}.deployments[{i}]"
-        if d.provider not in serves:
-            raise ConfigError(f"{at}.provider: {d.provider} does not serve {model.kind} models")
-        if (d.provider == "openai") != (d.base_url is not None):
-            raise ConfigError(f"{at}.base_url: required for provider openai, and only for it")
-        if d.provider != "openai" and (d.api_key_parameter or d.api_key_env):
-            raise ConfigError(f"{at}: api_key_parameter and api_key_env are for provider openai")
-        if d.api_key_parameter and d.api_key_env:
-            raise ConfigError(f"{at}: give api_key_parameter or api_key_env, not both")
-        if d.provider == "sagemaker" and not _SAGEMAKER_NAME.fullmatch(d.model_id):
-            raise ConfigError(f"{at}.model_id: a SageMaker endpoint name (letters, digits, hyphens; 63 at most)")
-        if d.inference_component and d.provider != "sagemaker":
-            raise ConfigError(f"{at}.inference_component: only for provider sagemaker")
-        if d.prompt_caching and d.provider != "bedrock":
-            raise ConfigError(f"{at}.prompt_caching: only for provider bedrock")
-    names = [d.name for d in model.deployments]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}.deployments: names must be unique within a route")
-    if model.dimensions is not None and model.kind != "embedding":
-        raise ConfigError(f"{where}.dimensions: only for embedding models")
-    life = model.lifecycle
-    if life is not None and life.status != "active":
-        if not (life.deprecated and life.sunset):
-            raise ConfigError(f"{where}.lifecycle: deprecated and sunset are required unless active")
-        for field_name in ("deprecated", "sunset"):
-            try:
-                date.fromisoformat(getattr(life, field_name))
-            except ValueError:
-                raise ConfigError(f"{where}.lifecycle.{field_name}: not a calendar date") from None
-        if life.sunset < life.deprecated:  # ISO dates sort as strings
-            raise ConfigError(f"{where}.lifecycle.sunset: must not come before deprecated")
-    if life is not None and life.successor is not None:
-        successor = models.get(life.successor)
-        if successor is None or successor.id == model.id or successor.kind != model.kind:
-            raise ConfigError(f"{where}.lifecycle.successor: must be another {model.kind} model of the catalog")
 
 
 def _price(p: dict[str, Any]) -> Price:
