@@ -1,7 +1,7 @@
 """Provider port: one model call, normalised. One folder per provider backend.
 
 A provider serves chat (`complete`), embeddings (`embed`), or both; the catalog says which
-providers serve which kind of model (catalog._CHAT_PROVIDERS / _EMBEDDING_PROVIDERS).
+providers serve which kind of model (catalog_rules._CHAT_PROVIDERS / _EMBEDDING_PROVIDERS).
 """
 from __future__ import annotations
 
