@@ -128,10 +128,10 @@ def test_many_titan_inputs_run_in_parallel_and_keep_their_order(fake: FakeBedroc
         return Hang(0.0)
 
     fake.script[TITAN] = slow
-    started = time.monotonic()
     embedded = provider(fake).embed(call(TITAN, *inputs, dimensions=256))
     assert embedded.vectors == tuple(tuple(fake_vector(t, 256)) for t in inputs)
-    assert max(seen) > 1 and time.monotonic() - started < 24 * 0.05
+    # Calls overlapped at the fake (a wall-clock bound would only measure how busy the machine is).
+    assert max(seen) > 1
 
 
 def test_cohere_over_the_wire_in_batches(fake: FakeBedrock) -> None:
