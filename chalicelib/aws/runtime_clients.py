@@ -12,15 +12,16 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from chalicelib import deadline
 from chalicelib.aws.sts_credentials import AssumedRoleCredentials
 from chalicelib.catalog import App, Deployment
-from chalicelib.errors import (DeadlineExceeded, GatewayError, InvalidRequest, ServiceUnavailable, Signal,
+from chalicelib.errors import (DeadlineExceeded, GatewayError, InvalidRequest, RetryVetoed, ServiceUnavailable, Signal,
                                UpstreamError)
 
 ClientFor = Callable[[App, Deployment, float], Any]
+T = TypeVar("T")
 
 # Kept free in a long call's budget so that one retry after a quick failure still fits: the failed
 # attempt (throttled, 5xx: well under a second) plus botocore's first backoff (at most 1 s).
@@ -76,6 +77,32 @@ def runtime_client_factory(
             return client
 
     return client_for
+
+
+def call_within_deadline(
+    client_for: ClientFor, app: App, deployment: Deployment, until: float, invoke: Callable[[Any], T],
+    translate: Callable[[BaseException], GatewayError], what: str, monotonic: Callable[[], float] = time.monotonic,
+) -> T:
+    """One runtime call, `invoke(client)`, that cannot outlive `until`: refused when no call could
+    fit, made with a client fitted to the time left under the call's own deadline (bound for the
+    client's hooks: the pipeline's may be looser, as tests and other callers drive providers
+    directly), every failure turned into a GatewayError by `translate`, and an answer that came
+    too late refused."""
+    remaining = until - monotonic()
+    if remaining < deadline.CONNECT_TIMEOUT_S + MIN_READ_TIMEOUT_S:
+        raise DeadlineExceeded(f"no time left to call {what}")
+    with deadline.bound(deadline.Deadline(until, 0.0, monotonic)):
+        try:
+            result = invoke(client_for(app, deployment, remaining))
+        except RetryVetoed as vetoed:
+            raise translate(vetoed.last) from vetoed  # what the last attempt said, for the router
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+    if monotonic() > until:
+        raise DeadlineExceeded(f"{what} answered after the deadline")
+    return result
 
 
 def fitted_read_timeout(remaining_s: float, retry: bool, what: str = "Bedrock") -> float:

@@ -13,12 +13,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from chalicelib import deadline
-from chalicelib.aws.runtime_clients import (MIN_READ_TIMEOUT_S, ClientFor, runtime_client_factory,
+from chalicelib.aws.runtime_clients import (ClientFor, call_within_deadline, runtime_client_factory,
                                             transport_error)
 from chalicelib.aws.sts_credentials import AssumedRoleCredentials
 from chalicelib.chat import Completion
-from chalicelib.errors import DeadlineExceeded, GatewayError, RetryVetoed, Signal
+from chalicelib.errors import DeadlineExceeded, GatewayError, Signal
 from chalicelib.providers import Embedded, EmbeddingCall, ProviderCall
 from chalicelib.providers.bedrock.embeddings import from_invoke_model, to_invoke_model
 from chalicelib.providers.bedrock.translate import from_converse, from_stream, map_error, to_converse
@@ -36,49 +35,25 @@ class BedrockProvider:
 
     def complete(self, call: ProviderCall) -> Completion:
         kwargs = to_converse(call)  # may raise InvalidRequest before any network work
-        remaining = call.deadline - self._monotonic()
-        if remaining < deadline.CONNECT_TIMEOUT_S + MIN_READ_TIMEOUT_S:
-            raise DeadlineExceeded("no time left to call Bedrock")
-        # The call's own deadline, bound for the client's hooks (the pipeline's may be looser: tests
-        # and other callers drive the provider directly).
-        with deadline.bound(deadline.Deadline(call.deadline, 0.0, self._monotonic)):
-            try:
-                client = self._client_for(call.app, call.deployment, remaining)
-                if call.request.stream:
-                    response = client.converse_stream(**kwargs)
-                    completion = from_stream(self._until_deadline(response["stream"], call.deadline))
-                else:
-                    completion = from_converse(client.converse(**kwargs))
-            except RetryVetoed as vetoed:
-                raise _translate(vetoed.last) from vetoed  # what the last attempt said, for the router
-            except GatewayError:
-                raise
-            except Exception as exc:
-                raise _translate(exc) from exc
-        if self._monotonic() > call.deadline:
-            raise DeadlineExceeded("Bedrock answered after the deadline")
-        return completion
+
+        def converse(client: Any) -> Completion:
+            if call.request.stream:
+                response = client.converse_stream(**kwargs)
+                return from_stream(self._until_deadline(response["stream"], call.deadline))
+            return from_converse(client.converse(**kwargs))
+
+        return self._call(call, converse)
 
     def embed(self, call: EmbeddingCall) -> Embedded:
         """InvokeModel for Titan / Cohere embeddings (bedrock/embeddings.py): one call per Titan
         input or Cohere batch, up to EMBED_PARALLEL at once, all under the call's deadline."""
         invocations = to_invoke_model(call)  # may raise InvalidRequest before any network work
-        remaining = call.deadline - self._monotonic()
-        if remaining < deadline.CONNECT_TIMEOUT_S + MIN_READ_TIMEOUT_S:
-            raise DeadlineExceeded("no time left to call Bedrock")
-        with deadline.bound(deadline.Deadline(call.deadline, 0.0, self._monotonic)):
-            try:
-                client = self._client_for(call.app, call.deployment, remaining)
-                answers = _each(lambda invocation: _invoke(client, invocation.kwargs), invocations)
-            except RetryVetoed as vetoed:
-                raise _translate(vetoed.last) from vetoed
-            except GatewayError:
-                raise
-            except Exception as exc:
-                raise _translate(exc) from exc
-        if self._monotonic() > call.deadline:
-            raise DeadlineExceeded("Bedrock answered after the deadline")
+        answers = self._call(call, lambda client: _each(lambda i: _invoke(client, i.kwargs), invocations))
         return from_invoke_model(call, answers)
+
+    def _call(self, call: ProviderCall | EmbeddingCall, invoke: Callable[[Any], T]) -> T:
+        return call_within_deadline(self._client_for, call.app, call.deployment, call.deadline, invoke,
+                                    _translate, "Bedrock", self._monotonic)
 
     def _until_deadline(self, stream: Any, until: float) -> Iterator[Mapping[str, Any]]:
         # read_timeout bounds each socket read, not the whole stream: a model that trickles tokens

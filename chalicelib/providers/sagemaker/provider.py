@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterator, TypeVar
 
-from chalicelib import deadline
-from chalicelib.aws.runtime_clients import MIN_READ_TIMEOUT_S, ClientFor, transport_error
+from chalicelib.aws.runtime_clients import ClientFor, call_within_deadline, transport_error
 from chalicelib.chat import Completion
-from chalicelib.errors import DeadlineExceeded, GatewayError, RetryVetoed, Signal, UpstreamError
+from chalicelib.errors import DeadlineExceeded, GatewayError, Signal, UpstreamError
 from chalicelib.providers import Embedded, EmbeddingCall, ProviderCall
 from chalicelib.providers.sagemaker.translate import (from_chat, from_embeddings, from_stream, invoke_kwargs,
                                                       map_error, to_chat, to_embeddings)
@@ -54,23 +53,8 @@ class SageMakerProvider:
         return self._call(call.app, call.deployment, call.deadline, invoke)
 
     def _call(self, app: Any, deployment: Any, until: float, invoke: Callable[[Any], T]) -> T:
-        remaining = until - self._monotonic()
-        if remaining < deadline.CONNECT_TIMEOUT_S + MIN_READ_TIMEOUT_S:
-            raise DeadlineExceeded("no time left to call SageMaker")
-        # The call's own deadline, bound for the client's hooks (the pipeline's may be looser: tests
-        # and other callers drive the provider directly).
-        with deadline.bound(deadline.Deadline(until, 0.0, self._monotonic)):
-            try:
-                result = invoke(self._client_for(app, deployment, remaining))
-            except RetryVetoed as vetoed:
-                raise _translate(vetoed.last) from vetoed  # what the last attempt said, for the router
-            except GatewayError:
-                raise
-            except Exception as exc:
-                raise _translate(exc) from exc
-        if self._monotonic() > until:
-            raise DeadlineExceeded("SageMaker answered after the deadline")
-        return result
+        return call_within_deadline(self._client_for, app, deployment, until, invoke, _translate, "SageMaker",
+                                    self._monotonic)
 
     def _read(self, body: Any, until: float) -> bytes:
         # read_timeout bounds each socket read, not the whole body: a container that trickles its
