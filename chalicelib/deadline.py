@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from chalicelib.errors import DeadlineExceeded, RetryVetoed
+from chalicelib.errors import RetryVetoed, WouldOverrun
 
 TAIL_S = 2.5  # bookkeeping's allowance past the work deadline
 # Every AWS client's connect timeout: endpoints connect in milliseconds; a connect that takes half a
@@ -67,10 +67,10 @@ def bound(deadline: Deadline) -> Iterator[Deadline]:
 
 
 def check(worst_case_s: float, what: str, bookkeeping: bool = False) -> None:
-    """Raise DeadlineExceeded unless a call taking up to `worst_case_s` ends in time."""
+    """Raise WouldOverrun (a DeadlineExceeded) unless a call taking up to `worst_case_s` ends in time."""
     deadline = _current.get()
     if deadline is not None and deadline.remaining(bookkeeping) < worst_case_s:
-        raise DeadlineExceeded(f"the request deadline left no time for the {what} call")
+        raise WouldOverrun(f"the request deadline left no time for the {what} call")
 
 
 def guard(client: Any, *, connect_timeout: float, read_timeout: float, max_attempts: int,

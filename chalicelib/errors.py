@@ -130,6 +130,12 @@ class DeadlineExceeded(GatewayError):
     fallback = True
 
 
+class WouldOverrun(DeadlineExceeded):
+    """A call's worst case no longer fits the time left at the moment it was to be sent (nothing
+    was sent). A caller that fitted its client to the time left may refit a smaller one and try
+    again; to anyone else it is a plain DeadlineExceeded."""
+
+
 class RetryVetoed(DeadlineExceeded):
     """A call failed in a way botocore would retry, but the retry could not finish before the
     deadline. `last` is what the call raised or would have raised (a ClientError or botocore

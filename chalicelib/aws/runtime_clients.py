@@ -18,7 +18,7 @@ from chalicelib import deadline
 from chalicelib.aws.sts_credentials import AssumedRoleCredentials
 from chalicelib.catalog import App, Deployment
 from chalicelib.errors import (DeadlineExceeded, GatewayError, InvalidRequest, RetryVetoed, ServiceUnavailable, Signal,
-                               UpstreamError)
+                               UpstreamError, WouldOverrun)
 
 ClientFor = Callable[[App, Deployment, float], Any]
 T = TypeVar("T")
@@ -28,7 +28,8 @@ T = TypeVar("T")
 RETRY_HEADROOM_S = 2.0
 MIN_READ_TIMEOUT_S = 0.5  # read timeouts are fitted to the budget in steps of this size
 MAX_CACHED_CLIENTS = 64
-FIT_MARGIN_S = 0.05  # between fitting a client and its call: serialising the request, signing
+FIT_MARGIN_S = 0.1  # between fitting a client and its call: serialising the request, signing
+MAX_REFITS = 4  # fittings per call when the send outran the margin (call_within_deadline)
 
 # How errors name each runtime to the caller.
 _WHAT = {"bedrock-runtime": "Bedrock", "sagemaker-runtime": "SageMaker"}
@@ -87,22 +88,31 @@ def call_within_deadline(
     fit, made with a client fitted to the time left under the call's own deadline (bound for the
     client's hooks: the pipeline's may be looser, as tests and other callers drive providers
     directly), every failure turned into a GatewayError by `translate`, and an answer that came
-    too late refused."""
-    remaining = until - monotonic()
-    if remaining < deadline.CONNECT_TIMEOUT_S + MIN_READ_TIMEOUT_S:
-        raise DeadlineExceeded(f"no time left to call {what}")
+    too late refused.
+
+    Getting from the fitting to the send (a new client's first call loads its endpoint rules and
+    serialisers; a busy host can stall) may take longer than FIT_MARGIN_S; the client's hook then
+    refuses the send (WouldOverrun, nothing sent) and the call is refitted to what is left, a read
+    timeout step shorter, rather than failed while time remains."""
     with deadline.bound(deadline.Deadline(until, 0.0, monotonic)):
-        try:
-            result = invoke(client_for(app, deployment, remaining))
-        except RetryVetoed as vetoed:
-            raise translate(vetoed.last) from vetoed  # what the last attempt said, for the router
-        except GatewayError:
-            raise
-        except Exception as exc:
-            raise translate(exc) from exc
-    if monotonic() > until:
-        raise DeadlineExceeded(f"{what} answered after the deadline")
-    return result
+        for _ in range(MAX_REFITS):
+            remaining = until - monotonic()
+            if remaining < deadline.CONNECT_TIMEOUT_S + MIN_READ_TIMEOUT_S:
+                break
+            try:
+                result = invoke(client_for(app, deployment, remaining))
+            except WouldOverrun:
+                continue
+            except RetryVetoed as vetoed:
+                raise translate(vetoed.last) from vetoed  # what the last attempt said, for the router
+            except GatewayError:
+                raise
+            except Exception as exc:
+                raise translate(exc) from exc
+            if monotonic() > until:
+                raise DeadlineExceeded(f"{what} answered after the deadline")
+            return result
+    raise DeadlineExceeded(f"no time left to call {what}")
 
 
 def fitted_read_timeout(remaining_s: float, retry: bool, what: str = "Bedrock") -> float:

@@ -176,6 +176,25 @@ def test_past_deadline_raises_without_calling(fake: FakeBedrock) -> None:
     assert fake.calls == {}
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stall_between_fitting_and_sending_refits_instead_of_failing(fake: FakeBedrock, stream: bool) -> None:
+    # A client is fitted to the time left, then sent a little later (its first call loads endpoint
+    # rules; a busy host stalls). A stall longer than the fit's slack (under one 0.5 s read-timeout
+    # step plus the margin) must cost a step of read timeout, not the answer.
+    fitted = bedrock_client_factory("us-east-1", None, max_attempts=1, endpoint_url=fake.endpoint_url)
+    stalls = [0.7]
+
+    def stalling_client_for(app: object, deployment: object, remaining_s: float) -> object:
+        client = fitted(app, deployment, remaining_s)  # type: ignore[arg-type]
+        if stalls:
+            time.sleep(stalls.pop())
+        return client
+
+    completion = BedrockProvider(stalling_client_for).complete(make_call(stream=stream))
+    assert completion.content
+    assert fake.calls == {MODEL: 1}  # the refused send sent nothing
+
+
 @pytest.mark.parametrize("exception_type, error", [
     ("modelStreamErrorException", UpstreamError),
     ("throttlingException", UpstreamThrottled),
