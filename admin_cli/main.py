@@ -252,6 +252,21 @@ def chargeback_run(args: argparse.Namespace, ctx: Context) -> int:
     return _done(line + (f", summary {where}" if isinstance(where, str) else ""))
 
 
+# console -----------------------------------------------------------------------------------------
+
+def console(args: argparse.Namespace, ctx: Context) -> int:
+    from admin_cli.console.run import console as run_console
+
+    return run_console(args, ctx)
+
+
+def _port(value: str) -> int:
+    number = _count(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError("expected a port from 0 to 65535 (0: any free port)")
+    return number
+
+
 # local -------------------------------------------------------------------------------------------
 
 def local_add_app(args: argparse.Namespace, ctx: Context) -> int:
@@ -328,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     charge = group("chargeback", "monthly chargeback per business unit")
     leaf(charge, "run", chargeback_run, "write a month's chargeback now").add_argument(
         "--month", metavar="YYYY-MM", type=_month, required=True)
+
+    con = commands.add_parser("console", parents=[common], help="the console: spend, quotas and policy "
+                              "activity in a browser, on 127.0.0.1 (read-only)",
+                              description="Serve the console on 127.0.0.1 and print the URL to open; its "
+                              "server signs the admin API calls with your AWS credentials.")
+    con.set_defaults(handler=console)
+    con.add_argument("--port", type=_port, default=0, metavar="N", help="port on 127.0.0.1 (default: a free one)")
+    con.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
 
     local = group("local", "the local gateway only (make run): no IAM there, so this writes local credentials")
     add = leaf(local, "add-app", local_add_app,

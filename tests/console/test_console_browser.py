@@ -1,0 +1,189 @@
+"""The console in a real headless Chromium (Debian's, driven by Playwright with `executable_path`)
+against the gateway as `make run` serves it, with traffic from five apps of three business units:
+every page loads with no console error and no request leaving the console's own origin, its charts
+draw, its figures equal the admin API's usage answers, the chargeback CSV downloads, and a
+screenshot of each page lands in build/test-artifacts/console/."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterator
+
+import pytest
+from console_support import ARTIFACTS, CANARIES, Console, ConsoleGarden
+
+PAGES = {"overview": "/", "app": "/app.html?id=markets-desk", "changes": "/changes.html",
+         "chargeback": "/chargeback.html"}
+
+
+class Tab:
+    """One browser tab with everything it saw: console messages, page errors, requests."""
+
+    def __init__(self, browser: Any, console: Console) -> None:
+        self.console = console
+        self.page = browser.new_page()
+        self.messages: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: self.messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        self.page.on("pageerror", lambda e: self.messages.append(f"pageerror: {e}"))
+        self.page.on("requestfailed", lambda r: self.messages.append(f"requestfailed: {r.url}"))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(console.url)  # the printed URL: token for cookie, then redirected to /
+        assert self.page.url == f"{console.base}/"
+        self.page.wait_for_selector("body[data-loaded=true]", timeout=30_000)  # nothing left in flight
+
+    def load(self, path: str) -> Any:
+        self.messages.clear()
+        self.page.goto(f"{self.console.base}{path}")
+        self.page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
+        assert self.page.locator("#error").is_hidden(), self.page.locator("#error").text_content()
+        return self.page
+
+
+@pytest.fixture(scope="module")
+def tab(browser: Any, console: Console) -> Iterator[Tab]:
+    opened = Tab(browser, console)
+    yield opened
+    opened.page.close()
+
+
+def month_to_date() -> tuple[str, str]:
+    today = datetime.now(timezone.utc).date()
+    return today.replace(day=1).isoformat(), today.isoformat()
+
+
+def drawn(page: Any) -> list[dict[str, Any]]:
+    """Each visible canvas: its size and how many of its pixels are painted."""
+    return page.evaluate("""() => [...document.querySelectorAll('canvas')].filter((c) => c.offsetParent !== null)
+        .map((c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+          for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n += 1;
+          return { id: c.id, width: c.width, height: c.height, painted: n }; })""")
+
+
+def cells(page: Any, table_id: str) -> list[dict[str, str]]:
+    """The rows of a table: data-key -> data-value (the API's raw figure), plus the shown text."""
+    return page.evaluate("""(id) => [...document.querySelectorAll(`#${id} tbody tr`)].map((tr) =>
+        Object.fromEntries([...tr.querySelectorAll('td')].flatMap((td) =>
+          [[td.dataset.key, td.dataset.value ?? null], [`${td.dataset.key}:text`, td.textContent]])))""", table_id)
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_each_page_loads_draws_and_leaves_127_0_0_1_never(tab: Tab, name: str) -> None:
+    tab.requests.clear()
+    page = tab.load(PAGES[name])
+    assert tab.messages == []
+    canvases = drawn(page)
+    assert canvases, "no chart on the page"
+    for canvas in canvases:
+        assert canvas["width"] > 100 and canvas["height"] > 100 and canvas["painted"] > 500, canvas
+    assert page.locator("text=All times UTC").first.is_visible()
+    # Every chart has its table beside it, and every request went to the console itself.
+    for panel in page.locator("section.panel:has(canvas:visible)").all():
+        assert panel.locator("table").count() >= 1
+    assert tab.requests and all(url.startswith(f"{tab.console.base}/") for url in tab.requests), tab.requests
+    assert not [url for url in tab.requests if "/admin/v1" in url]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    html = page.content()
+    for canary in CANARIES:
+        assert canary not in html
+
+
+def test_overview_totals_equal_the_usage_api(tab: Tab, garden: ConsoleGarden) -> None:
+    page = tab.load("/")
+    first, last = month_to_date()
+    total = garden.admin_get("usage", **{"from": first, "to": last}).json()["data"][0]
+    shown = page.locator("#total-spend")
+    assert Decimal(shown.get_attribute("data-value")) == Decimal(repr(total["cost_usd"]))
+    assert shown.text_content() == "$" + _usd(total["cost_usd"])
+    assert int(page.locator("#total-requests").get_attribute("data-value")) == total["requests"]
+    assert total["requests"] > 0 and total["rejected"] > 0 and total["errors"] > 0
+    assert int(page.locator("#rejected").get_attribute("data-value")) == total["rejected"]
+
+    by_bu = garden.admin_get("usage", **{"from": first, "to": last, "group_by": "business_unit"}).json()["data"]
+    rows = {r["business_unit"]: r for r in cells(page, "bu-table")}
+    assert set(rows) >= {"markets", "wealth", "retail-banking"}
+    for api in by_bu:
+        row = rows[api["business_unit"]]
+        assert Decimal(row["cost_usd"]) == Decimal(repr(api["cost_usd"])) and row["cost_usd:text"].startswith("$")
+        assert int(row["requests"]) == api["requests"] and int(row["rejected"]) == api["rejected"]
+    assert rows["markets"]["budget:text"] == "$40.00"
+
+    by_app = garden.admin_get("usage", **{"from": first, "to": last, "group_by": "app"}).json()["data"]
+    apps = {r["app_id"]: r for r in cells(page, "app-table")}
+    assert set(apps) >= {"markets-desk", "wealth-advisor", "test-app", "small-quota-app"}
+    for api in by_app:
+        assert Decimal(apps[api["app_id"]]["cost_usd"]) == Decimal(repr(api["cost_usd"])), api
+        assert apps[api["app_id"]]["cost_usd:text"] == "$" + _usd(api["cost_usd"])
+    by_day = {r["day"]: r for r in garden.admin_get("usage", **{"from": first, "to": last, "group_by": "day"}).json()["data"]}
+    days = {r["day"]: r for r in cells(page, "daily-table")}
+    assert len(days) == int(last[-2:])  # every day of the month so far, zero where nothing happened
+    for day, api in by_day.items():
+        assert int(days[day]["requests"]) == api["requests"] and Decimal(days[day]["cost_usd"]) == Decimal(repr(api["cost_usd"]))
+
+
+def test_app_page_quotas_limit_beside_used_and_models(tab: Tab, garden: ConsoleGarden) -> None:
+    page = tab.load("/app.html?id=markets-desk")
+    assert page.locator("#app-name").text_content() == "markets-desk"
+    today = datetime.now(timezone.utc).date().isoformat()
+    day = garden.admin_get("usage", **{"from": today, "to": today, "group_by": "app"}).json()["data"]
+    used_today = next(r["prompt_tokens"] + r["completion_tokens"] for r in day if r["app_id"] == "markets-desk")
+    quotas = {r["quota:text"]: r for r in cells(page, "quota-table")}
+    assert quotas["Tokens per day"]["limit:text"] == "500,000"
+    assert int(quotas["Tokens per day"]["used"]) == used_today > 0
+    assert quotas["USD per month"]["limit:text"] == "$25.00"
+    first, last = month_to_date()
+    models = garden.admin_get("usage", **{"from": first, "to": last, "group_by": "app,model"}).json()["data"]
+    mine = {r["model"]: r for r in models if r["app_id"] == "markets-desk"}
+    shown = {r["model"]: r for r in cells(page, "model-table")}
+    assert set(shown) == set(mine)
+    for model, api in mine.items():
+        assert int(shown[model]["prompt_tokens"]) == api["prompt_tokens"]
+        assert Decimal(shown[model]["cost_usd"]) == Decimal(repr(api["cost_usd"]))
+
+
+def test_changes_page_lists_the_admin_changes(tab: Tab, garden: ConsoleGarden) -> None:
+    page = tab.load("/changes.html")
+    changes = garden.admin_get("changes", limit="1000").json()["data"]
+    rows = cells(page, "changes-table")
+    assert [r["action"] for r in rows] == [c["action"] for c in changes]
+    assert {"app.put", "business_unit.put"} <= {r["action"] for r in rows}
+
+
+def test_chargeback_month_to_date_and_the_csv_downloads(tab: Tab, garden: ConsoleGarden) -> None:
+    page = tab.load("/chargeback.html")
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    assert page.locator("#month").input_value() == month  # the current month, to date
+    assert f"{month} (to date)" in page.locator("#month option").first.text_content()
+    first, last = month_to_date()
+    rows = garden.admin_get("usage", **{"from": first, "to": last, "group_by": "business_unit,app,model"}).json()["data"]
+    total = sum(Decimal(repr(r["cost_usd"])) for r in rows)
+    assert Decimal(page.locator("#cb-total").get_attribute("data-value")) == total
+    for bu in ("markets", "retail-banking", "wealth"):
+        with page.expect_download() as info:
+            page.locator(f'.csv[data-business-unit="{bu}"] a.button').click()
+        download = info.value
+        assert download.suggested_filename == f"chargeback-{month}-{bu}.csv"
+        body = open(download.path(), encoding="utf-8").read()
+        parsed = list(csv.DictReader(io.StringIO(body)))
+        assert list(parsed[0]) == ["app", "model", "requests", "prompt_tokens", "completion_tokens", "tokens", "cost_usd"]
+        expected = sorted((r for r in rows if r["business_unit"] == bu), key=lambda r: (r["app_id"], r["model"]))
+        expected = [r for r in expected if r["requests"] or r["prompt_tokens"] or r["completion_tokens"] or r["cost_usd"]]
+        assert [(p["app"], p["model"], int(p["requests"]), int(p["tokens"]), Decimal(p["cost_usd"])) for p in parsed] == [
+            (r["app_id"], r["model"], r["requests"], r["prompt_tokens"] + r["completion_tokens"],
+             Decimal(repr(r["cost_usd"]))) for r in expected]
+        assert all(re.fullmatch(r"\d+\.\d{8}", p["cost_usd"]) for p in parsed)
+        (ARTIFACTS / f"chargeback-{month}-{bu}.csv").write_text(body)
+    # A closed month is offered too (and shows no usage: the traffic is this month's).
+    options = page.locator("#month option").all_text_contents()
+    assert len(options) >= 13 and "(to date)" not in options[1]
+
+
+def _usd(cost: float) -> str:
+    """The console's format: thousands separators, 2 to 8 decimals."""
+    text = format(Decimal(repr(cost)).quantize(Decimal("0.00000001")), ",f").rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
