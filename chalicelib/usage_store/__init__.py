@@ -4,7 +4,9 @@ and the recorder the request frame (pipeline/governed.py) calls once per request
 What is recorded: every chat and embeddings request whose caller is a known app, once, at its end:
 outcome `ok` (200), `rejected` (429) or `error` (anything else); prompt and completion tokens and
 cost as settled (the request record's); the catalog model that served, or `_unknown` when the
-request failed before a model was resolved. Callers with no app (unsigned, unknown principal: 403
+request failed before a model was resolved; and its policy activity as named counts
+(usage.event_counts: the error code of a 429 or other failure, PII entity types, guardrail
+interventions; fixed vocabularies, never text). Callers with no app (unsigned, unknown principal: 403
 before any app is known) are not recorded: they belong to no app or business unit to charge, and
 the audit trail and the request log keep them.
 """
@@ -15,7 +17,7 @@ import logging
 from typing import Any
 
 from chalicelib.record import RequestRecord
-from chalicelib.usage import UsageEvent, UsageStore, cost_units
+from chalicelib.usage import UsageEvent, UsageStore, cost_units, event_counts
 
 ROUTES = frozenset({"chat.completions", "embeddings"})  # not /v1/models, not /admin
 UNKNOWN_MODEL = "_unknown"
@@ -33,6 +35,7 @@ def usage_event(record: RequestRecord) -> UsageEvent | None:
         prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
         cached_tokens=record.cached_tokens,  # as the provider reported it
         cost_units=cost_units(record.cost_usd),
+        counts=event_counts(outcome, record.error_code, record.pii, record.guardrail),
     )
 
 

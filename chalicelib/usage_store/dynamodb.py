@@ -6,8 +6,16 @@ Key space (the ledger's items are `APP#...` and `RESID#...`; nothing here collid
   `completion_tokens`, `cached_tokens`, `cost_units` (whole 1e-8 USD: exact integers), `errors`,
   `rejected`, and the key's parts as plain attributes. App, model and business-unit ids never
   contain `#` (catalog schema), so the sort key is unambiguous.
+- Named counts (usage.event_counts: rejections and errors by code, PII types, guardrail
+  interventions) are attributes of the same item, `c#<kind>:<code>` (e.g. `c#pii:EMAIL`), ADDed
+  by the same UpdateItem: no extra write. Their names come from fixed vocabularies, so an item holds
+  a bounded number of them (~10-40 bytes each).
 - `record` is ONE unconditional UpdateItem (SET the key's parts and the TTL, ADD the counters):
-  ADD is atomic, so concurrent records sum exactly, and an item of ~250 bytes costs 1 write unit.
+  ADD is atomic, so concurrent records sum exactly. An UpdateItem costs the larger of the item's
+  sizes before and after, per 1 KB: an aggregate of ~250 bytes with the handful of named counts a
+  day of one app and model gathers stays under 1 KB, 1 write unit (tests/usage measure it); only an
+  item that gathered dozens of distinct codes, PII types and guardrail categories in one day would
+  cost 2.
 - TTL `expires_at` = end of the day + 400 days: kept at least 13 months (the ledger's own items
   expire after 35 days; these must not).
 
@@ -40,6 +48,7 @@ _COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", 
              "rejected")
 _UPDATE = ("SET app_id = :app, business_unit = :bu, model = :model, #day = :day, expires_at = :ttl "
            "ADD " + ", ".join(f"{name} :{name}" for name in _COUNTERS))
+COUNT_PREFIX = "c#"  # attribute name of a named count: c#<kind>:<code>
 
 
 class DynamoDbUsageStore:
@@ -54,18 +63,22 @@ class DynamoDbUsageStore:
         values = {"requests": requests, "prompt_tokens": event.prompt_tokens,
                   "completion_tokens": event.completion_tokens, "cached_tokens": event.cached_tokens,
                   "cost_units": event.cost_units, "errors": errors, "rejected": rejected}
+        names = {"#day": "day", **{f"#c{i}": COUNT_PREFIX + name for i, (name, _) in enumerate(event.counts)}}
+        added = "".join(f", #c{i} :c{i}" for i in range(len(event.counts)))
         self._call(
             "update_item", TableName=self._table, Key=item_key(event, self._shard() % SHARDS),
-            UpdateExpression=_UPDATE, ExpressionAttributeNames={"#day": "day"},
+            UpdateExpression=_UPDATE + added, ExpressionAttributeNames=names,
             ExpressionAttributeValues={
                 ":app": _s(event.app_id), ":bu": _s(event.business_unit), ":model": _s(event.model),
                 ":day": _s(event.day), ":ttl": _n(_end_of_day(event.day) + RETENTION_S),
                 **{f":{name}": _n(n) for name, n in values.items()},
+                **{f":c{i}": _n(n) for i, (_, n) in enumerate(event.counts)},
             },
         )
 
     def totals(self, from_day: str, to_day: str) -> list[UsageTotals]:
         sums: dict[tuple[str, str, str, str], list[int]] = {}
+        named: dict[tuple[str, str, str, str], dict[str, int]] = {}
         for month in _months(from_day, to_day):
             for shard in range(SHARDS):
                 for item in self._query(f"USAGE#{month}#{shard}", from_day, to_day):
@@ -73,7 +86,13 @@ class DynamoDbUsageStore:
                     row = sums.setdefault(key, [0] * len(_COUNTERS))
                     for i, name in enumerate(_COUNTERS):
                         row[i] += int(item[name]["N"]) if name in item else 0
-        return [UsageTotals(app_id=app, business_unit=bu, model=model, day=day, **dict(zip(_COUNTERS, row, strict=True)))
+                    counts = named.setdefault(key, {})
+                    for attr, value in item.items():
+                        if attr.startswith(COUNT_PREFIX):
+                            name = attr[len(COUNT_PREFIX):]
+                            counts[name] = counts.get(name, 0) + int(value["N"])
+        return [UsageTotals(app_id=app, business_unit=bu, model=model, day=day, **dict(zip(_COUNTERS, row, strict=True)),
+                            counts=named.get((day, app, bu, model), {}))
                 for (day, app, bu, model), row in sorted(sums.items())]
 
     def _query(self, pk: str, from_day: str, to_day: str) -> Iterator[dict[str, Any]]:
