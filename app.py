@@ -105,6 +105,32 @@ def admin_chargeback():
     return web.handle_admin(app.current_request, "chargeback")
 
 
+# What the console's pages read (garden-admin console): GETs only, admins and readers.
+@app.route("/admin/v1/apps/{app_id}/quotas", methods=["GET"], authorizer=iam)
+def admin_app_quotas(app_id):
+    return web.handle_admin(app.current_request, "app_quotas", app_id)
+
+
+@app.route("/admin/v1/activity", methods=["GET"], authorizer=iam)
+def admin_activity():
+    return web.handle_admin(app.current_request, "activity")
+
+
+@app.route("/admin/v1/chargeback", methods=["GET"], authorizer=iam)
+def admin_chargeback_months():
+    return web.handle_admin(app.current_request, "chargeback_months")
+
+
+@app.route("/admin/v1/chargeback/{month}", methods=["GET"], authorizer=iam)
+def admin_chargeback_month(month):
+    return web.handle_admin(app.current_request, "chargeback_month", month)
+
+
+@app.route("/admin/v1/chargeback/{month}/{business_unit}", methods=["GET"], authorizer=iam)
+def admin_chargeback_csv(month, business_unit):
+    return web.handle_admin(app.current_request, "chargeback_csv", month, business_unit)
+
+
 @app.schedule(Rate(5, unit=Rate.MINUTES))
 def sweep_reservations(event):
     """Free quota held by requests that died without settling (a container killed mid-call)."""

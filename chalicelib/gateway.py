@@ -128,7 +128,7 @@ def use_admin(new: Any) -> None:
 def build_admin(settings: Settings, **overrides: Any) -> Any:
     """The admin API over the same ports as the pipeline: identity, audit, telemetry, the registry
     and the usage aggregates (`catalog`, `identity`, `audit`, `telemetry`, `registry`, `usage`,
-    `chargeback` may be overridden by keyword)."""
+    `ledger`, `chargeback` may be overridden by keyword)."""
     from chalicelib.admin import AdminApi, AdminFrame
 
     catalog = overrides.pop("catalog", None) or load_catalog(settings.catalog_path)
@@ -140,13 +140,29 @@ def build_admin(settings: Settings, **overrides: Any) -> Any:
         max_body_bytes=settings.max_body_bytes)
     registry = overrides.pop("registry", None)
     usage = overrides.pop("usage", None)
+    ledger = overrides.pop("ledger", None)
     return AdminApi(
         frame=frame, catalog=catalog,
         registry=(lambda: registry) if registry is not None else OnFirstUse(lambda: _seeded_registry(settings)),
         usage=(lambda: usage) if usage is not None else OnFirstUse(lambda: _usage(settings)),
+        quota_windows=_quota_windows(settings, catalog, ledger),
         chargeback=overrides.pop("chargeback", None) or (lambda month, usage_store, budgets: _chargeback(
             settings, month, usage_store, budgets)),
         **overrides)
+
+
+def _quota_windows(settings: Settings, catalog: Any, ledger: Any = None) -> Callable[..., Any]:
+    """The admin room's read of an app's quota windows (chalicelib/quota_windows.py): the request
+    path's windows over the ledger, counters read, nothing reserved or leased. Composed here, so the
+    admin room imports no request-path module."""
+    store = (lambda: ledger) if ledger is not None else OnFirstUse(lambda: _ledger(settings))
+
+    def read(app: Any, unit: Any, now: float) -> Any:
+        from chalicelib.quota_windows import window_use
+
+        return window_use(store(), app, unit, catalog.models, now)
+
+    return read
 
 
 def _seeded_registry(settings: Settings) -> Any:
@@ -206,16 +222,18 @@ def _identity(settings: Settings) -> Any:
 def _quota(settings: Settings) -> Any:
     from chalicelib.quota import QuotaKeeper
 
+    return QuotaKeeper(_ledger(settings), settings.request_timeout_s)
+
+
+def _ledger(settings: Settings) -> Any:
     if settings.store == "dynamodb":
         from chalicelib.store.dynamodb import DynamoDbLedger
 
-        ledger: Any = DynamoDbLedger(_aws_client("dynamodb", settings.aws_region, read_timeout=2,
-                                                 bookkeeping=True), settings.ledger_table)
-    else:
-        from chalicelib.store.sqlite import SqliteLedger
+        return DynamoDbLedger(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
+                              settings.ledger_table)
+    from chalicelib.store.sqlite import SqliteLedger
 
-        ledger = SqliteLedger(settings.home / "garden.sqlite3")
-    return QuotaKeeper(ledger, settings.request_timeout_s)
+    return SqliteLedger(settings.home / "garden.sqlite3")
 
 
 def _pii(settings: Settings) -> Any:

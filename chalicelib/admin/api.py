@@ -1,6 +1,8 @@
 """The admin API's routes (/admin/v1): apps, business-unit budgets, deployment switches, the change
-log, usage and chargeback. It reads and writes the registry port and reads the usage aggregates
-port; the request path picks changes up from the registry (within its cache bound), never from here.
+log, usage and chargeback; and what the console's pages read (an app's quota windows, policy
+activity by code, the chargeback months). It reads and writes the registry port and reads the usage
+aggregates port and (through a reader gateway.build_admin hands in: nothing reserved) the limits
+ledger; the request path picks changes up from the registry (within its cache bound), never from here.
 """
 from __future__ import annotations
 
@@ -9,16 +11,16 @@ import io
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from chalicelib.admin.frame import AdminFrame, AdminResponse, Conflict
 from chalicelib.admin.validation import (UsageQuery, app_entry, business_unit_entry, catalog_entries,
-                                         enabled_flag, json_body, month_value)
-from chalicelib.catalog import Catalog
+                                         enabled_flag, json_body, month_param, month_value)
+from chalicelib.catalog import App, AppConfigError, BusinessUnit, Catalog, parse_app
 from chalicelib.errors import InvalidRequest, NotFound, ServiceUnavailable
 from chalicelib.incoming import IncomingRequest
 from chalicelib.registry import Change, PrincipalInUse, Registry, RegistrySnapshot, TooManyChanges
-from chalicelib.usage import GROUP_KEYS, METRICS, UsageStore, group_usage
+from chalicelib.usage import GROUP_KEYS, METRICS, UsageStore, group_counts, group_usage
 
 CSV = "text/csv"
 MAX_CHANGES = 1000
@@ -27,13 +29,16 @@ MAX_CHANGES = 1000
 class AdminApi:
     def __init__(self, *, frame: AdminFrame, registry: Callable[[], Registry], usage: Callable[[], UsageStore],
                  catalog: Catalog, chargeback: Callable[[str, UsageStore, Mapping[str, Any]], Any] | None = None,
+                 quota_windows: Callable[[App, BusinessUnit | None, float], Sequence[Any]] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         """`registry`, `usage`: factories called on first use (a list of apps never opens the usage
         store); `chargeback(month, usage, budgets)` runs a month's chargeback (chargeback.py
-        `run_chargeback`) and returns its summary."""
+        `run_chargeback`) and returns its summary; `quota_windows(app, business_unit, now)` reads
+        an app's limits in their current windows (chalicelib/quota_windows.py `window_use`)."""
         self._frame = frame
         self._registry = registry
         self._usage = usage
+        self._quota_windows = quota_windows
         self._catalog = catalog
         self._chargeback = chargeback
         self._clock = clock
@@ -175,7 +180,84 @@ class AdminApi:
 
         return self._frame(request, "admin.chargeback.run", run)
 
+    # --- what the console's pages read
+
+    def app_quotas(self, request: IncomingRequest, app_id: str) -> AdminResponse:
+        def run(req: IncomingRequest, principal: str) -> AdminResponse:
+            from chalicelib.admin.quota_windows import business_unit, window_row
+
+            _no_query(req)
+            snapshot = self._snapshot()
+            raw = snapshot.apps.get(app_id)
+            if raw is None:
+                raise _no_app()
+            if self._quota_windows is None:
+                raise ServiceUnavailable("the limits ledger is not configured here", code="store_unavailable")
+            try:
+                app = parse_app(raw, self._catalog.models)
+            except AppConfigError as exc:  # as the request path: such an app is not served
+                raise Conflict(f"the stored app breaks the catalog's rules at {exc.param}: it is not served",
+                               param=exc.param, code="app_invalid") from None
+            now = self._clock()
+            uses = self._quota_windows(app, business_unit(snapshot.business_units, app.business_unit), now)
+            rows = [window_row(use) for use in uses]
+            return AdminResponse(200, {"object": "app.quotas", "app_id": app.id, "business_unit": app.business_unit,
+                                       "at": _iso(now), "data": rows})
+
+        return self._frame(request, "admin.apps.quotas", run)
+
+    def activity(self, request: IncomingRequest) -> AdminResponse:
+        def run(req: IncomingRequest, principal: str) -> AdminResponse:
+            query = UsageQuery(req.query, self._today(), kinds=True)
+            rows = group_counts(self._usage().totals(query.from_day, query.to_day), query.group_by, query.kinds)
+            if query.format == "csv":
+                columns = [key for name, key in GROUP_KEYS.items() if name in query.group_by] + ["kind", "code", "count"]
+                return AdminResponse(200, _table(rows, columns), content_type=CSV)
+            return AdminResponse(200, {"object": "list", "data": rows})
+
+        return self._frame(request, "admin.activity", run)
+
+    def chargeback_months(self, request: IncomingRequest) -> AdminResponse:
+        def run(req: IncomingRequest, principal: str) -> AdminResponse:
+            from chalicelib.admin.chargeback_view import months
+
+            _no_query(req)
+            return AdminResponse(200, {"object": "list", "data": months(self._today(), self._usage())})
+
+        return self._frame(request, "admin.chargeback.months", run)
+
+    def chargeback_month(self, request: IncomingRequest, month: str) -> AdminResponse:
+        def run(req: IncomingRequest, principal: str) -> AdminResponse:
+            _no_query(req)
+            summary, _ = self._month_report(month)
+            return AdminResponse(200, summary)
+
+        return self._frame(request, "admin.chargeback.get", run)
+
+    def chargeback_csv(self, request: IncomingRequest, month: str, business_unit: str) -> AdminResponse:
+        def run(req: IncomingRequest, principal: str) -> AdminResponse:
+            _no_query(req)
+            _, files = self._month_report(month)
+            body = files.get(business_unit)
+            if body is None:
+                raise NotFound("the month has no chargeback for this business unit", param="business_unit",
+                               code="business_unit_not_found")
+            return AdminResponse(200, body.decode("utf-8"), content_type=CSV, headers={
+                "content-disposition": f'attachment; filename="chargeback-{month}-{business_unit}.csv"'})
+
+        return self._frame(request, "admin.chargeback.csv", run)
+
     # --- helpers
+
+    def _today(self) -> Any:
+        return datetime.fromtimestamp(self._clock(), timezone.utc).date()
+
+    def _month_report(self, month: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+        from chalicelib.admin.chargeback_view import month_report
+
+        today = self._today()
+        month = month_param(month, today)
+        return month_report(month, today, self._usage(), self._snapshot().business_units, self._clock)
 
     def _snapshot(self) -> RegistrySnapshot:
         snapshot = self._registry().snapshot()
@@ -205,6 +287,26 @@ class AdminApi:
 
 def _no_app() -> NotFound:
     return NotFound("no app has this id", param="id", code="app_not_found")
+
+
+def _no_query(request: IncomingRequest) -> None:
+    extra = sorted(request.query or {})
+    if extra:
+        raise InvalidRequest(f"{extra[0]}: is not a parameter of this route (it takes none)", param=extra[0],
+                             code="unknown_parameter")
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([row[c] for c in columns])
+    return out.getvalue()
 
 
 def _limit(values: list[str] | None) -> int:

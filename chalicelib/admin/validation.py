@@ -16,7 +16,7 @@ from chalicelib.generated.catalog_validator import validate as validate_catalog
 from chalicelib.generated.catalog_validator import validate____defs_app as validate_app_schema
 from chalicelib.identity.principals import canonical_principal
 from chalicelib.schema_validation import JsonSchemaValueException, coerce_integers, dotted, violation
-from chalicelib.usage import GROUP_KEYS
+from chalicelib.usage import GROUP_KEYS, KINDS
 
 _IDENT = re.compile(CATALOG_SCHEMA["properties"]["business_units"]["propertyNames"]["pattern"])
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -134,13 +134,23 @@ def month_value(raw: Any) -> str:
 
 
 class UsageQuery:
-    """`from`, `to` (inclusive UTC days), `group_by`, `format` of GET /admin/v1/usage."""
+    """`from`, `to` (inclusive UTC days), `group_by`, `format` of GET /admin/v1/usage; with
+    `kinds=True`, also `kind` (GET /admin/v1/activity: rejected, error, pii, guardrail)."""
 
-    def __init__(self, query: Mapping[str, Sequence[str]] | None, today: date) -> None:
+    def __init__(self, query: Mapping[str, Sequence[str]] | None, today: date, kinds: bool = False) -> None:
         query = dict(query or {})
+        known = ("from", "to", "group_by", "format", "kind") if kinds else ("from", "to", "group_by", "format")
         for name in query:
-            if name not in ("from", "to", "group_by", "format"):
-                _refuse(name, "is not a parameter of this route (from, to, group_by, format)", "unknown_parameter")
+            if name not in known:
+                _refuse(name, f"is not a parameter of this route ({', '.join(known)})", "unknown_parameter")
+        chosen: list[str] = []
+        for value in query.get("kind", []):
+            for kind in (k.strip() for k in value.split(",")):
+                if kind not in KINDS:
+                    _refuse("kind", "takes rejected, error, pii and guardrail, comma-separated")
+                if kind not in chosen:
+                    chosen.append(kind)
+        self.kinds: tuple[str, ...] = tuple(chosen) or KINDS
         to_day = _day(query, "to", today)
         from_day = _day(query, "from", to_day.replace(day=1))
         if from_day > to_day:
@@ -160,6 +170,15 @@ class UsageQuery:
         self.from_day, self.to_day = from_day.isoformat(), to_day.isoformat()
         self.group_by: tuple[str, ...] = tuple(group_by)
         self.format = fmt
+
+
+def month_param(month: str, today: date) -> str:
+    """A month in a path (GET /admin/v1/chargeback/{month}): YYYY-MM, not after today's month."""
+    if not _MONTH.fullmatch(month):
+        _refuse("month", "must be a UTC month, YYYY-MM")
+    if month > today.isoformat()[:7]:
+        _refuse("month", "is after the current month")
+    return month
 
 
 def _day(query: Mapping[str, Sequence[str]], name: str, default: date) -> date:
