@@ -20,12 +20,14 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 export GARDEN_HOME ?= $(CURDIR)/.garden
 
-.PHONY: help venv run test package validators bench clean dynamodb-local litellm browser console-vendor
+.PHONY: help venv run test package validators bench clean dynamodb-local litellm configure lock audit-deps browser console-vendor
 
 help:
 	@echo "make run      serve the gateway offline (chalice local's server, devserver/) on $(HOST):$(PORT)"
 	@echo "make test     install everything and run the whole test suite"
-	@echo "make package  chalice package (offline, prod stage) + cfn-lint on the output"
+	@echo "make configure ENV=<env file | stack prefix>  fill the prod stage from the stacks' outputs"
+	@echo "make package  chalice package (offline, prod stage; refuses placeholders) + cfn-lint + SBOM"
+	@echo "make lock     regenerate the hashed requirements*.txt from requirements*.in"
 	@echo "make bench    cold start, per-request cost and PII detection benchmarks (bench/)"
 	@echo "make validators  regenerate chalicelib/generated/ after editing a JSON Schema"
 
@@ -107,12 +109,26 @@ test: venv $(CHECKOV_VENV)/.installed $(DYNAMODB_LOCAL)/.installed-$(DYNAMODB_LO
 # Lambda, whose file system is read-only, does not compile every module on each start.
 # .chalice/merge-prod.json names the functions and roles as `chalice deploy` does, so the operations
 # account's trust policy can name the API function's role exactly (infra/README.md).
+# scripts/check_deploy.py first: a real deployment's package refuses any placeholder, the demo
+# account and the example's fictitious values, and needs the platform's catalog. EXAMPLE=1 is CI's
+# packaging of the shipped example (infra/examples/prod-example.env, exactly), marked undeployable.
+# The CycloneDX SBOM of what the package ships (requirements.txt, hashes included) lies beside it.
+EXAMPLE_ENV := infra/examples/prod-example.env
 package: venv
+	$(BIN)/python scripts/check_deploy.py$(if $(EXAMPLE), --example $(EXAMPLE_ENV))
 	rm -rf build/package
 	AWS_DEFAULT_REGION=eu-west-1 AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= \
 		$(BIN)/chalice package --stage prod --merge-template .chalice/merge-prod.json build/package
 	$(BIN)/python scripts/add_bytecode.py build/package/deployment.zip
 	$(BIN)/cfn-lint build/package/sam.json
+	$(if $(EXAMPLE),echo "$(EXAMPLE_ENV): fictitious values: never deploy this package" > build/package/EXAMPLE-NOT-DEPLOYABLE)
+	$(BIN)/cyclonedx-py requirements requirements.txt --output-reproducible --of JSON -o build/package/sbom.cdx.json
+
+# The prod stage's account, VPC endpoint, subnets, security groups, table, buckets, keys, guardrail
+# and role from the data-plane stacks' outputs (a stack prefix, read with boto3) or an env file.
+configure: venv
+	@test -n "$(ENV)" || { echo "usage: make configure ENV=<env file | stack prefix> (infra/README.md, Deploying)"; exit 1; }
+	$(BIN)/python scripts/configure.py $(ENV)
 
 # The JSON Schemas compiled to plain Python (no validator library in the Lambda); a test checks freshness.
 validators: venv

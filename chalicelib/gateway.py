@@ -253,7 +253,11 @@ def _guardrail(settings: Settings) -> Any:
         from chalicelib.guardrails.bedrock import BedrockGuardrail
         from chalicelib.guardrails.chain import GuardrailChain
 
-        bedrock = BedrockGuardrail(_aws_client("bedrock-runtime", settings.aws_region, read_timeout=3))
+        bedrock: Any = BedrockGuardrail(_aws_client("bedrock-runtime", settings.aws_region, read_timeout=3))
+        if settings.bedrock_guardrail_id:  # the platform's guardrail for apps that name none
+            from chalicelib.guardrails.platform_default import PlatformDefault
+
+            bedrock = PlatformDefault(bedrock, settings.bedrock_guardrail_id, settings.bedrock_guardrail_version)
         return GuardrailChain(LocalGuardrail(), bedrock)
     return LocalGuardrail()
 

@@ -67,6 +67,10 @@ class Settings:
     # How often a container checks the registry's version (catalog_source.py): at most 20 s, so a change
     # is enforced everywhere within 60 s of its answer; tests and local runs may ask for less.
     registry_refresh_s: float = 20.0
+    # The platform's Bedrock guardrail (infra/bedrock-guardrail.yaml, written by `make configure`):
+    # judges the apps whose catalog entry names no `bedrock_guardrail_id`, at this published version.
+    bedrock_guardrail_id: str | None = None
+    bedrock_guardrail_version: str = "DRAFT"
 
     @property
     def local_credentials_path(self) -> Path:
@@ -109,7 +113,13 @@ class Settings:
                                          if env.get("GARDEN_IDENTITY", "local") == "local" else ""),
             admin_readers=_principals(env, "GARDEN_ADMIN_READERS", ""),
             registry_refresh_s=float(_positive_int(env, "GARDEN_REGISTRY_REFRESH_S", 20, maximum=20)),
+            bedrock_guardrail_id=env.get("GARDEN_BEDROCK_GUARDRAIL_ID") or None,
+            bedrock_guardrail_version=env.get("GARDEN_BEDROCK_GUARDRAIL_VERSION") or "DRAFT",
         )
+        if settings.bedrock_guardrail_id and not re.fullmatch(r"[a-z0-9]{1,12}|arn:aws\S+", settings.bedrock_guardrail_id):
+            raise ConfigError("GARDEN_BEDROCK_GUARDRAIL_ID: a guardrail id or ARN (infra/bedrock-guardrail.yaml)")
+        if not re.fullmatch(r"DRAFT|[1-9][0-9]{0,7}", settings.bedrock_guardrail_version):
+            raise ConfigError("GARDEN_BEDROCK_GUARDRAIL_VERSION: DRAFT or a version number")
         if settings.audit == "s3":
             if not settings.audit_bucket:
                 raise ConfigError("GARDEN_AUDIT=s3 needs GARDEN_AUDIT_BUCKET")

@@ -66,13 +66,20 @@ def checkov_report() -> dict:
     return report
 
 
+# Resource types checkov 3 has no CloudFormation check for: a template made only of these is
+# parsed (parsing_errors counts it) but shows up in no result, so it is not expected among them.
+UNCHECKED_TYPES = {"AWS::Bedrock::Guardrail", "AWS::Bedrock::GuardrailVersion"}
+
+
 def test_checkov_scanned_every_template(checkov_report):
     assert checkov_report["summary"]["parsing_errors"] == 0
     scanned = {
         c["file_path"].lstrip("/")
         for c in checkov_report["results"]["passed_checks"] + checkov_report["results"]["failed_checks"]
     }
-    assert {p.name for p in TEMPLATES} <= scanned
+    checkable = {p.name for p in TEMPLATES
+                 if {r["Type"] for r in load_template(p)["Resources"].values()} - UNCHECKED_TYPES}
+    assert checkable <= scanned
 
 
 def test_checkov_has_no_failed_check(checkov_report):

@@ -120,6 +120,11 @@ def test_chalice_package_names_roles_and_functions_and_attaches_each_policy(tmp_
     functions = {r["Properties"]["Handler"]: r["Properties"] for r in resources.values()
                  if r["Type"] == "AWS::Serverless::Function"}
     assert functions["app.app"]["FunctionName"] == "execution-garden-prod"
+    # Per stage: the API function's reserved concurrency, the API stage's throttling (merge template).
+    prod = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]
+    assert functions["app.app"]["ReservedConcurrentExecutions"] == prod["reserved_concurrency"] == 600
+    assert resources["RestAPI"]["Properties"]["MethodSettings"] == [
+        {"ResourcePath": "/*", "HttpMethod": "*", "ThrottlingRateLimit": 500, "ThrottlingBurstLimit": 1000}]
     assert functions["app.sweep_reservations"]["FunctionName"] == SWEEP_ROLE
     assert functions["app.sweep_reservations"]["ReservedConcurrentExecutions"] == 1
     assert functions["app.check_model_lifecycle"]["FunctionName"] == LIFECYCLE_ROLE
@@ -132,3 +137,18 @@ def test_chalice_package_names_roles_and_functions_and_attaches_each_policy(tmp_
     assert policies[SWEEP_ROLE] == json.loads((ROOT / ".chalice" / "policy-sweep-prod.json").read_text())
     assert policies[LIFECYCLE_ROLE] == json.loads((ROOT / ".chalice" / "policy-lifecycle-prod.json").read_text())
     assert policies[CHARGEBACK_ROLE] == json.loads((ROOT / ".chalice" / "policy-chargeback-prod.json").read_text())
+
+
+def test_the_dev_stage_is_public_throttled_and_capped(tmp_path: Path) -> None:
+    """The dev stage's endpoint is EDGE, i.e. reachable from the internet (infra/README.md,
+    Deploying, says so): it is throttled and capped lower than prod."""
+    out = tmp_path / "dev"
+    chalice = Path(sys.executable).parent / "chalice"
+    subprocess.run([str(chalice), "package", "--stage", "dev", "--merge-template", ".chalice/merge-dev.json",
+                    str(out)], cwd=ROOT, check=True, capture_output=True, timeout=240)
+    resources = json.loads((out / "sam.json").read_text())["Resources"]
+    api = resources["RestAPI"]["Properties"]
+    assert api.get("EndpointConfiguration", "EDGE") == "EDGE"  # public
+    assert api["MethodSettings"] == [{"ResourcePath": "/*", "HttpMethod": "*",
+                                      "ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40}]
+    assert resources["APIHandler"]["Properties"]["ReservedConcurrentExecutions"] == 20
