@@ -23,16 +23,25 @@ from common import ROOT, gateway_env, median
 HERE = ROOT / "bench"
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall_ms = (time.perf_counter() - start) * 1000
-    if status != 0:
-        raise SystemExit(f"{argv} failed with status {status}")
-    return wall_ms, usage.ru_maxrss / 1024, json.loads(out) if out.strip() else {}
+def run_once(argv: list[str], env: dict[str, str], base_env: dict[str, str] | None = None,
+             ) -> tuple[float, float, dict]:
+    """Wall time (spawn to exit), the child's peak RSS (wait4) and what it printed (JSON)."""
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, env={**(os.environ if base_env is None else base_env), **env}, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=errors)
+        out = proc.stdout.readline() if proc.stdout else b""
+        answered_ms = (time.perf_counter() - start) * 1000
+        out += proc.stdout.read() if proc.stdout else b""
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall_ms = (time.perf_counter() - start) * 1000
+        if status != 0:
+            errors.seek(0)
+            raise SystemExit(f"{argv} failed with status {status}:\n{errors.read().decode(errors='replace')[-3000:]}")
+    detail = json.loads(out) if out.strip() else {}
+    if detail:
+        detail["answered_ms"] = answered_ms  # spawn to the answer: what a cold invocation waits for
+    return wall_ms, usage.ru_maxrss / 1024, detail
 
 
 def lambda_layout(app: str = "gateway", bytecode: bool = True) -> Path:
