@@ -80,6 +80,7 @@ class Reservation:
     plan: Plan | None = None  # None: unmetered (the store was down and the app fails open)
     fail_open: bool = False  # the app's on_store_unavailable: a store down at settle is not an error
     headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-*, as the reservation left them
+    budget_pace: float | None = None  # the business unit's USD spent / budget to date (`budget_pace`)
 
     @property
     def tokens(self) -> int:
@@ -128,7 +129,7 @@ class QuotaKeeper:
             return replace(reservation, plan=None)  # served unmetered: the caller's record says so
         if refused is not None:
             raise self._exhausted(plan, refused.limit, now)
-        return replace(reservation, headers=self._headers(plan, now))
+        return replace(reservation, headers=self._headers(plan, now), budget_pace=self._budget_pace(plan, now))
 
     def top_up(self, app: App, reservation: Reservation, input_tokens: int) -> Reservation:
         """The prompt grew after the reservation (redaction placeholders, a guardrail's masks):
@@ -243,6 +244,26 @@ class QuotaKeeper:
         except ServiceUnavailable:
             return {}
         return ratelimit_headers([Window(kind, limit.cap, max(0, left or 0), limit.resets_at - now)])
+
+    def _budget_pace(self, plan: Plan, now: float) -> float | None:
+        """The business unit's month so far: USD spent (live holds included, so an upper bound) over
+        its monthly budget pro rata to date, the first day counted whole so that a morning's first
+        calls do not read as a runaway. Budgets change at run time, so the gateway, which knows
+        both, emits it (telemetry.py: BudgetPace). None without a BU USD budget. Costs no store
+        call on DynamoDB (the reservation's lease knows the counter) and one local read on SQLite."""
+        budget = next((limit for limit in plan.usd if limit.key.startswith("bu/") and limit.cap), None)
+        if budget is None or budget.cap is None:
+            return None
+        try:
+            (left,) = self._ledger.remaining([budget], now)
+        except ServiceUnavailable:
+            return None
+        if left is None:
+            return None
+        t = time.gmtime(now)
+        start = float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0, 0, 0, 0)))
+        to_date = budget.cap * min(1.0, max(now - start, 86400.0) / (budget.resets_at - start))
+        return round((budget.cap - left) / to_date, 4)
 
     def _headers(self, plan: Plan, now: float) -> dict[str, str]:
         limits = [limit for limit in plan.admitted + plan.tokens if limit.cap is not None]

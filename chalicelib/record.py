@@ -33,6 +33,13 @@ class RequestRecord:
     guardrail: list[str] = field(default_factory=list)  # "<INPUT|OUTPUT>:<CATEGORY>"
     quota_store: str | None = None  # "UNAVAILABLE:FAIL_OPEN": the quota store was down, served unmetered
     latency_ms: float = 0.0
+    # Which controls ran and what each decided (controls.py: stage -> verdict or counts, never content);
+    # the x-garden-controls header is rendered from it.
+    controls: dict[str, str] = field(default_factory=dict)
+    upstream_throttles: int = 0  # provider attempts that answered "throttled" (router.py)
+    fallbacks: int = 0  # deployments passed over (failed or breaker open) before the last one called
+    breaker_opens: int = 0  # circuits this request's failures opened
+    budget_pace: float | None = None  # the app's business unit: USD spent / budget to date (quota.py)
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow on purpose (dataclasses.asdict deep-copies): the values are JSON-ready already.

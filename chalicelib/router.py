@@ -29,6 +29,7 @@ from chalicelib.errors import (DeadlineExceeded, GatewayError, NotFound, Service
                                UpstreamThrottled)
 from chalicelib.geography import deployment_geographies
 from chalicelib.providers import Embedded, EmbeddingCall, Provider, ProviderCall
+from chalicelib.record import RequestRecord
 
 
 T = TypeVar("T")
@@ -88,19 +89,21 @@ class CircuitBreaker:
                 return None
             return max(0.0, self._cooldown_s - (self._monotonic() - circuit.opened_at))
 
-    def record(self, deployment: str, app: str, signal: Signal | None) -> None:
-        """The outcome of an allowed call: None for success, else its error's signal."""
+    def record(self, deployment: str, app: str, signal: Signal | None) -> bool:
+        """The outcome of an allowed call: None for success, else its error's signal. True when it
+        opened (or re-opened) a circuit, for the BreakerOpens metric."""
         with self._lock:
             shared, own = (deployment, _EVERYONE), (deployment, app)
             if signal is Signal.DOWN:
-                self._count(shared)
-                self._fail_probe(own)
-            elif signal is Signal.BUSY:
-                self._count(own)
+                opened = self._count(shared)
+                return self._fail_probe(own) or opened
+            if signal is Signal.BUSY:
                 self._close(shared, only_probe=True)  # it answered: reachable, if busy
-            else:  # success or the request's own doing: the deployment is healthy
-                self._close(shared)
-                self._close(own)
+                return self._count(own)
+            # success or the request's own doing: the deployment is healthy
+            self._close(shared)
+            self._close(own)
+            return False
 
     def abandon(self, deployment: str, app: str) -> None:
         """An allowed call ended in an unexpected error of ours: it proves nothing; free its probes."""
@@ -115,17 +118,21 @@ class CircuitBreaker:
             return True
         return not circuit.probing and now - circuit.opened_at >= self._cooldown_s
 
-    def _count(self, key: tuple[str, str]) -> None:
+    def _count(self, key: tuple[str, str]) -> bool:
         circuit = self._circuits.setdefault(key, _Circuit())
         circuit.failures += 1
-        if circuit.probing or circuit.failures >= self._threshold:
+        opens = circuit.probing or circuit.failures >= self._threshold
+        if opens:
             circuit.opened_at = self._monotonic()  # (re-)open: a new cool-down starts
         circuit.probing = False
+        return opens
 
-    def _fail_probe(self, key: tuple[str, str]) -> None:
+    def _fail_probe(self, key: tuple[str, str]) -> bool:
         circuit = self._circuits.get(key)
         if circuit is not None and circuit.probing:
             circuit.opened_at, circuit.probing = self._monotonic(), False
+            return True
+        return False
 
     def _close(self, key: tuple[str, str], only_probe: bool = False) -> None:
         circuit = self._circuits.get(key)
@@ -151,25 +158,28 @@ class Router:
         self._disabled = disabled
 
     def complete(self, app: App, model: Model, request: ChatRequest, max_tokens: int,
-                 deadline: float, request_id: str = "") -> Routed[Completion]:
+                 deadline: float, request_id: str = "", record: RequestRecord | None = None) -> Routed[Completion]:
         def attempt(deployment: Deployment) -> Completion:
             provider = self._providers[deployment.provider]
             return provider.complete(ProviderCall(app, deployment, request, max_tokens, deadline, request_id))
 
-        return self._route(app, model, deadline, attempt)
+        return self._route(app, model, deadline, attempt, record)
 
     def embed(self, app: App, model: Model, inputs: tuple[str, ...], dimensions: int | None,
-              deadline: float) -> Routed[Embedded]:
+              deadline: float, record: RequestRecord | None = None) -> Routed[Embedded]:
         def attempt(deployment: Deployment) -> Embedded:
             provider: Any = self._providers[deployment.provider]
             return provider.embed(EmbeddingCall(app, deployment, inputs, dimensions, deadline))
 
-        return self._route(app, model, deadline, attempt)
+        return self._route(app, model, deadline, attempt, record)
 
-    def _route(self, app: App, model: Model, deadline: float, attempt: Callable[[Deployment], T]) -> Routed[T]:
-        """The fallback loop, the same for every kind of call."""
+    def _route(self, app: App, model: Model, deadline: float, attempt: Callable[[Deployment], T],
+               record: RequestRecord | None = None) -> Routed[T]:
+        """The fallback loop, the same for every kind of call. `record` counts, for the operator's
+        metrics, throttled attempts, deployments passed over and circuits opened."""
+        notes = record if record is not None else RequestRecord("", "", "")  # a scratch one
         route = self.deployments_for(app, model)
-        attempts = 0
+        attempts = passed = 0
         own_wait: float | None = None  # shortest cool-down of this app's own open circuits
         last_error: GatewayError = ServiceUnavailable(
             "every deployment of this model is unavailable; retry later", code="all_deployments_down"
@@ -182,15 +192,19 @@ class Router:
                 wait = self._breaker.app_cooldown(deployment.name, app.id)
                 if wait is not None:
                     own_wait = wait if own_wait is None else min(own_wait, wait)
+                passed += 1
                 continue
             attempts += 1
+            notes.fallbacks = passed
             try:
                 result = attempt(deployment)
             except GatewayError as error:
-                self._breaker.record(deployment.name, app.id, error.signal)
+                notes.breaker_opens += self._breaker.record(deployment.name, app.id, error.signal)
+                notes.upstream_throttles += isinstance(error, UpstreamThrottled)
                 if not error.fallback:
                     raise _with_attempts(error, attempts, deployment) from None
                 last_error = error
+                passed += 1
                 continue
             except Exception:
                 self._breaker.abandon(deployment.name, app.id)  # a bug of ours says nothing about it

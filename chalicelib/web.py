@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from chalice.app import Request, Response
 
-from chalicelib import gateway
+from chalicelib import controls, gateway
 from chalicelib.errors import ConfigError, GatewayError, InternalError, InvalidRequest, NotFound
 from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api.responses import error_body
@@ -128,16 +128,26 @@ def guard(event: Any, get_response: Callable[[Any], Response]) -> Response:
     try:
         response = get_response(event)
     except Exception as exc:
-        return fault(exc, rid)
+        return _with_controls(event, fault(exc, rid))
     body = response.body
     if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:  # Chalice's own shape
         known = _CHALICE_ERRORS.get(response.status_code)
         if known is None:  # its 500: Chalice caught an exception and logged it (by class: see below)
-            return _error(InternalError(f"internal error; quote request id {rid}"), request_id=rid)
+            return _with_controls(event, _error(InternalError(f"internal error; quote request id {rid}"),
+                                                request_id=rid))
         error = InvalidRequest(known[1], code=known[0])
         error.status = response.status_code
-        return _error(error, headers=response.headers, request_id=rid)
+        return _with_controls(event, _error(error, headers=response.headers, request_id=rid))
     response.headers.setdefault("x-request-id", rid)
+    return _with_controls(event, response)
+
+
+def _with_controls(event: Any, response: Response) -> Response:
+    """Every /v1 answer says which controls ran: one the pipeline never saw (an unknown /v1 route, a
+    method Chalice refused, a fault before the pipeline) says none did (controls.py)."""
+    path = (getattr(event, "context", None) or {}).get("path") or ""
+    if path.startswith("/v1") and not any(k.lower() == controls.HEADER for k in response.headers):
+        response.headers.update(controls.not_run_header())
     return response
 
 

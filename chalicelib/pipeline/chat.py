@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from chalicelib import controls
 from chalicelib.catalog import App, Model
 from chalicelib.chat import ChatRequest, Completion
 from chalicelib.errors import InvalidRequest
@@ -37,6 +38,7 @@ class ChatRoute(AppRoute):
         )
         record.reserved_tokens = reservation.tokens
         record.quota_store = STORE_FAIL_OPEN if reservation.unmetered else None
+        controls.note_reservation(record, reservation.unmetered, reservation.budget_pace)
         try:
             chat = self._redact_input(app, chat, record)
             chat = self._guard_input(app, chat, record)
@@ -45,7 +47,7 @@ class ChatRoute(AppRoute):
             record.reserved_tokens = reservation.tokens
             # The deadline bound by the frame: the provider gets what the stages before it left.
             routed = self._router.complete(app, model, chat, reservation.output_tokens, self._frame.deadline_at(),
-                                           request_id=request.request_id)
+                                           request_id=request.request_id, record=record)
             record.deployment, record.attempts = routed.deployment.name, routed.attempts
             completion = routed.completion
         except BaseException as exc:

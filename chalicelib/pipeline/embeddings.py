@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from chalicelib import controls
 from chalicelib.catalog import App, Model
 from chalicelib.chat import Usage
 from chalicelib.errors import InvalidRequest, PayloadTooLarge, UpstreamError
@@ -47,13 +48,14 @@ class EmbeddingsRoute(AppRoute):
                                           unit=stages.business_unit(app))
         record.reserved_tokens = reservation.tokens
         record.quota_store = STORE_FAIL_OPEN if reservation.unmetered else None
+        controls.note_reservation(record, reservation.unmetered, reservation.budget_pace)
         try:
             inputs = self._redact_input(app, embeddings.inputs, record)
             inputs = self._guard_input(app, inputs, record)
             # What the model will see may have grown (placeholders, masks): hold it before paying.
             reservation = self._quota.top_up(app, reservation, _estimate(model, inputs))
             record.reserved_tokens = reservation.tokens
-            routed = self._router.embed(app, model, inputs, dimensions, self._frame.deadline_at())
+            routed = self._router.embed(app, model, inputs, dimensions, self._frame.deadline_at(), record=record)
             record.deployment, record.attempts = routed.deployment.name, routed.attempts
         except BaseException as exc:
             self._quota.release(reservation)  # no model call was paid for

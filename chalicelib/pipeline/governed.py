@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from chalicelib import deadline
+from chalicelib import controls, deadline
 from chalicelib.audit import AuditSink
 from chalicelib.errors import GatewayError, InternalError, PayloadTooLarge
 from chalicelib.incoming import IncomingRequest
@@ -83,6 +83,7 @@ class Governed:
         except GatewayError as error:
             response = error_response(error)
             record.error_code = error.code
+            controls.note_error(record, error)
             # The router names on its errors how far a failed call got: keep that in the record.
             record.attempts = int(error.headers.get("x-garden-attempts", record.attempts))
             record.deployment = error.headers.get("x-garden-deployment", record.deployment)
@@ -92,6 +93,9 @@ class Governed:
             response = error_response(error)
             record.error_code = error.code
         record.status = response.status
+        # Which controls ran, on every answer (controls.py): rendered from the record, so it says
+        # what the audit record says.
+        response = replace(response, headers={**response.headers, **controls.header(record)})
         record.latency_ms = round((self._monotonic() - started) * 1000, 3)
         self._audit.write(record)
         self._telemetry.record(record)

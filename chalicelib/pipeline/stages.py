@@ -2,11 +2,12 @@
 verdicts and settling what a call cost. Each stage notes what it did in the request's record."""
 from __future__ import annotations
 
+from chalicelib import controls
 from chalicelib.catalog import App, BusinessUnit, Catalog, Model, Price
 from chalicelib.catalog_source import CatalogSource, as_source
 from chalicelib.chat import Usage
 from chalicelib.cost import cost_usd
-from chalicelib.errors import Gone, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
+from chalicelib.errors import GatewayError, Gone, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
 from chalicelib.guardrails import PASS, Guardrail, GuardrailVerdict
 from chalicelib.identity import Identity
 from chalicelib.incoming import IncomingRequest
@@ -23,6 +24,7 @@ class Stages:
         self.source = as_source(catalog)
         self.quota = quota
         self._identity = identity
+        self._identity_kind = controls.identity_kind(identity)  # what x-garden-controls says of it
         self._pii = pii
         self._guardrail = guardrail
         # Models come from the catalog file, fixed for the container: computed once per model.
@@ -34,8 +36,16 @@ class Stages:
         return self.source.current()
 
     def identify(self, request: IncomingRequest, record: RequestRecord) -> App:
-        principal = self._identity.principal(request)
+        try:
+            principal = self._identity.principal(request)
+        except GatewayError:
+            controls.note(record, controls.IDENTITY, controls.DENIED)
+            raise
         app = self.catalog.app_for_principal(principal)
+        if app is None or app.disabled:
+            controls.note(record, controls.IDENTITY, controls.DENIED)
+        else:
+            controls.note(record, controls.IDENTITY, self._identity_kind)
         if app is None:
             raise PermissionDenied(
                 "the calling IAM principal is not registered with the gateway", code="unknown_principal"
@@ -99,29 +109,36 @@ class Stages:
     def screen(self, app: App, text: str, direction: str, record: RequestRecord) -> tuple[list[Edit], PiiOutcome]:
         """The edits the app's PII policy makes to `text`, and what it found (counts, noted)."""
         if not text:
+            controls.note_pii(record, direction, {})
             return [], PiiOutcome()
         edits: list[Edit] = []
         try:
             entities = self._pii.detect(text, app.pii.language)
         except ServiceUnavailable:
             if not app.pii.fail_open:
+                controls.note(record, controls.PII_IN if direction == "input" else controls.PII_OUT,
+                              controls.UNAVAILABLE)
                 raise  # fail closed: no unscreened text reaches a model or a caller
             outcome = PiiOutcome()
             outcome.counts["DETECTOR_UNAVAILABLE:FAIL_OPEN"] += 1
         else:
             edits, outcome = policy_edits(text, entities, app.pii, direction)
         _note_pii(record, outcome)
+        controls.note_pii(record, direction, outcome.counts)
         return edits, outcome
 
     def guardrail(self, app: App, texts: list[str], source: str, record: RequestRecord) -> GuardrailVerdict:
         try:
             verdict = self._guardrail.check(texts, source, app.guardrail)
         except ServiceUnavailable:
+            controls.note_guardrail(record, source,
+                                    controls.FAIL_OPEN if app.guardrail.fail_open else controls.UNAVAILABLE)
             if not app.guardrail.fail_open:
                 raise
             record.guardrail.append(f"{source}:UNAVAILABLE:FAIL_OPEN")
             return PASS
         record.guardrail += [f"{source}:{verdict.action}:{c}" for c in verdict.categories]
+        controls.note_guardrail(record, source, verdict.action)
         return verdict
 
     def settle(self, reservation: Reservation, price: Price, usage: Usage, record: RequestRecord) -> None:
