@@ -97,7 +97,7 @@ def send_traffic(garden: ConsoleGarden) -> None:
     url = garden.server.base_url
     auth = SigV4RequestsAuth(region="us-east-1", credentials=garden.admin)
     path = garden.server.home / "local-credentials.json"
-    for app_id, bu, quotas in (("markets-desk", "markets", {"tokens_per_day": 500_000, "usd_per_month": 25}),
+    for app_id, bu, quotas in (("markets-desk", "markets", {"tokens_per_day": 20_000, "usd_per_month": 25}),
                                ("wealth-advisor", "wealth", {"tokens_per_month": 2_000_000, "requests_per_minute": 600})):
         assert requests.put(f"{url}/admin/v1/apps/{app_id}", json=_app(app_id, bu, quotas), auth=auth,
                             timeout=30).status_code == 200
@@ -111,7 +111,7 @@ def send_traffic(garden: ConsoleGarden) -> None:
         ("test-app", "local-echo", f"Summarise the branch report {CANARIES[0]} " * 40, 6),
         ("test-app", "echo-small", f"Short answer please {CANARIES[0]}", 3),
         ("test-app", "local-echo", f"Write to {CANARIES[1]} about {CANARIES[0]}", 2),
-        ("markets-desk", "local-echo", f"Price the bond ladder {CANARIES[0]} " * 80, 5),
+        ("markets-desk", "local-echo", f"Send the ladder to {CANARIES[1]} {CANARIES[0]}", 2),
         ("markets-desk", "local-echo", f"We promise guaranteed returns {CANARIES[2]}", 2),
         ("wealth-advisor", "local-echo", f"Plan for a client {CANARIES[0]} " * 20, 4),
         ("wealth-advisor", "echo-small", f"Email {CANARIES[1]} a summary", 2),
@@ -121,6 +121,14 @@ def send_traffic(garden: ConsoleGarden) -> None:
         for _ in range(times):
             status = _chat(url, garden.traffic.apps[app_id], model, text)
             garden.traffic.statuses.setdefault(app_id, []).append(status)
+    # markets-desk until its tokens_per_day refuses it twice (about 20 requests; bounded).
+    statuses = garden.traffic.statuses.setdefault("markets-desk", [])
+    for _ in range(60):
+        statuses.append(_chat(url, garden.traffic.apps["markets-desk"], "local-echo",
+                              f"Price the bond ladder {CANARIES[0]} " * 80))
+        if statuses.count(429) >= 2:
+            break
+    assert statuses.count(429) >= 2, statuses
 
 
 @contextmanager

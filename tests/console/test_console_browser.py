@@ -128,13 +128,26 @@ def test_overview_totals_equal_the_usage_api(tab: Tab, garden: ConsoleGarden) ->
 def test_app_page_quotas_limit_beside_used_and_models(tab: Tab, garden: ConsoleGarden) -> None:
     page = tab.load("/app.html?id=markets-desk")
     assert page.locator("#app-name").text_content() == "markets-desk"
-    today = datetime.now(timezone.utc).date().isoformat()
-    day = garden.admin_get("usage", **{"from": today, "to": today, "group_by": "app"}).json()["data"]
-    used_today = next(r["prompt_tokens"] + r["completion_tokens"] for r in day if r["app_id"] == "markets-desk")
-    quotas = {r["quota:text"]: r for r in cells(page, "quota-table")}
-    assert quotas["Tokens per day"]["limit:text"] == "500,000"
-    assert int(quotas["Tokens per day"]["used"]) == used_today > 0
-    assert quotas["USD per month"]["limit:text"] == "$25.00"
+    windows = garden.admin_get("apps/markets-desk/quotas").json()["data"]
+    shown = cells(page, "quota-table")
+    assert [r["label:text"] for r in shown][:2] == ["Tokens per day", "USD per month"]
+    assert shown[-1]["label:text"] == "Business unit markets: USD per month"  # the BU's budget too
+    assert len(shown) == len(windows)
+    for row, api in zip(shown, windows, strict=True):  # limit beside used, as the admin API counts them
+        assert Decimal(row["limit"]) == Decimal(repr(api["limit"])) and Decimal(row["used"]) == Decimal(repr(api["used"]))
+    assert shown[0]["limit:text"] == "20,000" and int(shown[0]["used"]) > 15_000
+    assert shown[1]["limit:text"] == "$25.00" and shown[1]["used:text"].startswith("$")
+    first, last = month_to_date()
+    activity = garden.admin_get("activity", group_by="app", **{"from": first, "to": last}).json()["data"]
+    mine = [r for r in activity if r["app_id"] == "markets-desk"]
+    refused = {r["label"]: r for r in cells(page, "rejection-table")}
+    for api in (r for r in mine if r["kind"] in ("rejected", "error")):
+        assert int(refused[f"{api['code']} ({'429' if api['kind'] == 'rejected' else 'error'})"]["count"]) == api["count"]
+    assert any(r["kind"] == "rejected" for r in mine)
+    for kind, table_id in (("pii", "pii-table"), ("guardrail", "guardrail-table")):
+        shown_counts = {r["code"]: int(r["count"]) for r in cells(page, table_id)}
+        assert shown_counts == {r["code"]: r["count"] for r in mine if r["kind"] == kind}
+        assert shown_counts, kind
     first, last = month_to_date()
     models = garden.admin_get("usage", **{"from": first, "to": last, "group_by": "app,model"}).json()["data"]
     mine = {r["model"]: r for r in models if r["app_id"] == "markets-desk"}
@@ -177,7 +190,7 @@ def test_chargeback_month_to_date_and_the_csv_downloads(tab: Tab, garden: Consol
              Decimal(repr(r["cost_usd"]))) for r in expected]
         assert all(re.fullmatch(r"\d+\.\d{8}", p["cost_usd"]) for p in parsed)
         (ARTIFACTS / f"chargeback-{month}-{bu}.csv").write_text(body)
-    # A closed month is offered too (and shows no usage: the traffic is this month's).
+    # Closed months are offered too.
     options = page.locator("#month option").all_text_contents()
     assert len(options) >= 13 and "(to date)" not in options[1]
 

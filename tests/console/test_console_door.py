@@ -125,12 +125,22 @@ def test_bound_to_127_0_0_1_only(console: Console) -> None:
 def test_the_api_answers_what_the_admin_api_answers(console: Console, garden: ConsoleGarden) -> None:
     cookies = cookie_of(console)
     for path, params in (("usage", {"group_by": "business_unit,app"}), ("usage", {"group_by": "day"}),
-                         ("business-units", {}), ("apps", {}), ("apps/markets-desk", {}), ("changes", {"limit": "5"})):
+                         ("business-units", {}), ("apps", {}), ("apps/markets-desk", {}), ("changes", {"limit": "5"}),
+                         ("apps/markets-desk/quotas", {}), ("activity", {"group_by": "app,day", "kind": "pii,rejected"}),
+                         ("chargeback", {})):
         query = "&".join(f"{k}={v}" for k, v in params.items())
         mine = get(console, f"/api/{path}?{query}", cookies)
         assert mine.status_code == 200, (path, mine.text)
         assert mine.json() == garden.admin_get(path, **params).json(), path
-    # A refusal keeps the admin API's status and message; unknown parameters never reach it.
+    month = garden.admin_get("chargeback").json()["data"][0]["month"]
+    summary = get(console, f"/api/chargeback/{month}", cookies).json()
+    assert {k: v for k, v in summary.items() if k != "generated_at"} == {
+        k: v for k, v in garden.admin_get(f"chargeback/{month}").json().items() if k != "generated_at"}
+    csv_answer = get(console, f"/api/chargeback/{month}/markets.csv", cookies)
+    assert csv_answer.status_code == 200 and csv_answer.headers["content-type"].startswith("text/csv")
+    assert csv_answer.headers["content-disposition"] == f'attachment; filename="chargeback-{month}-markets.csv"'
+    assert csv_answer.content == garden.admin_get(f"chargeback/{month}/markets").content
+        # A refusal keeps the admin API's status and message; unknown parameters never reach it.
     refused = get(console, "/api/usage?from=2026-13-01", cookies)
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "from"
     assert get(console, "/api/apps/no-such-app", cookies).status_code == 404

@@ -1,17 +1,22 @@
 // An app's page: its quotas (limit beside what is used), usage by model, rejections by code, PII
 // entities by type and guardrail interventions (counts only, never content).
 import {
-  api, BAR, chart, COLORS, count, dateRange, done, el, markNav, monthOf, percent, showError, table, todayUtc, usd,
-  usdAxis, usdTooltip,
+  api, BAR, chart, COLORS, count, dateRange, done, el, markNav, percent, showError, table, usd,
 } from "./common.js";
 
-const QUOTAS = [
-  ["requests_per_minute", "Requests per minute", "this UTC minute", "count"],
-  ["tokens_per_minute", "Tokens per minute", "this UTC minute", "count"],
-  ["tokens_per_day", "Tokens per day", "today (UTC)", "count"],
-  ["tokens_per_month", "Tokens per month", "this UTC month", "count"],
-  ["usd_per_month", "USD per month", "this UTC month", "usd"],
-];
+const WINDOWS = { minute: "this minute", day: "today", month: "this month" };
+const LABELS = {
+  requests_per_minute: "Requests per minute", tokens_per_minute: "Tokens per minute", tokens_per_day: "Tokens per day",
+  tokens_per_month: "Tokens per month", usd_per_month: "USD per month",
+};
+
+// "quotas.models.local-echo.tokens_per_day" -> "local-echo: Tokens per day"; a BU budget is named so.
+function quotaLabel(row) {
+  const name = row.quota.split(".").pop();
+  const label = LABELS[name] ?? name;
+  if (row.scope === "business_unit") return `Business unit ${row.quota.split(".")[1]}: ${label}`;
+  return row.model ? `${row.model}: ${label}` : label;
+}
 
 const fmt = (kind) => (v) => (v === null || v === undefined ? "—" : kind === "usd" ? usd(v) : count(v));
 const countCol = (key, label) => ({ key, label, numeric: true, format: (v) => count(v) });
@@ -24,39 +29,28 @@ async function pickApp(apps, current) {
   select.value = current;
 }
 
-// What is used of each quota, from the usage aggregates: the day's and the month's tokens and cost.
-async function quotaUse(app) {
-  const today = todayUtc();
-  const month = `${monthOf(today)}-01`;
-  const [day, mon] = await Promise.all([
-    api("usage", { from: today, to: today, group_by: "app" }), api("usage", { from: month, to: today, group_by: "app" }),
-  ]);
-  const of = (answer) => answer.data.find((r) => r.app_id === app.id) ?? { prompt_tokens: 0, completion_tokens: 0, cost_usd: 0 };
-  const d = of(day);
-  const m = of(mon);
-  return {
-    tokens_per_day: d.prompt_tokens + d.completion_tokens,
-    tokens_per_month: m.prompt_tokens + m.completion_tokens,
-    usd_per_month: m.cost_usd,
-  };
-}
-
-function quotas(app, used) {
-  const rows = QUOTAS.filter(([key]) => app.quotas?.[key] !== undefined).map(([key, label, window, kind]) => {
-    const limit = app.quotas[key];
-    const value = used[key];
-    return { quota: label, window, limit, used: value ?? null, share: value === undefined ? NaN : value / limit, kind };
-  });
+// Each quota's limit beside what is used of it now (GET /admin/v1/apps/{id}/quotas: the limits
+// ledger's current windows).
+async function quotas(app) {
+  const answer = await api(`apps/${encodeURIComponent(app.id)}/quotas`);
+  const rows = answer.data.map((r) => ({
+    ...r, label: quotaLabel(r), window_label: `${WINDOWS[r.window] ?? r.window} (${r.period})`,
+    share: r.limit ? (r.used + r.held) / r.limit : NaN,
+  }));
+  document.getElementById("quota-at").textContent = `as of ${answer.at.replace("T", " ").replace("Z", "")} UTC`;
+  const value = (v, r) => fmt(r.unit === "usd" ? "usd" : "count")(v);
   table("quota-table", [
-    { key: "quota", label: "Quota" }, { key: "window", label: "Window" },
-    { key: "limit", label: "Limit", numeric: true, format: (v, r) => fmt(r.kind)(v) },
-    { key: "used", label: "Used", numeric: true, format: (v, r) => fmt(r.kind)(v) },
+    { key: "label", label: "Quota" }, { key: "window_label", label: "Window (UTC)" },
+    { key: "limit", label: "Limit", numeric: true, format: value },
+    { key: "used", label: "Used", numeric: true, format: value },
+    { key: "held", label: "Held", numeric: true, format: value },
+    { key: "remaining", label: "Remaining", numeric: true, format: value },
     { key: "share", label: "Used %", numeric: true, meter: true, format: (v) => percent(v) },
-  ], rows, { empty: "This app has no quotas." });
+  ], rows, { empty: "This app has no quotas and its business unit no budget." });
   chart("quota-chart", {
     type: "bar",
-    data: { labels: rows.map((r) => r.quota), datasets: [
-      { label: "Used (% of limit)", data: rows.map((r) => (Number.isFinite(r.share) ? Math.round(r.share * 1000) / 10 : 0)),
+    data: { labels: rows.map((r) => r.label), datasets: [
+      { label: "Used and held (% of limit)", data: rows.map((r) => (Number.isFinite(r.share) ? Math.round(r.share * 1000) / 10 : 0)),
         backgroundColor: rows.map((r) => (r.share >= 0.9 ? COLORS[3] : r.share >= 0.7 ? COLORS[1] : COLORS[2])), ...BAR },
     ] },
     options: { indexAxis: "y", scales: { x: { min: 0, suggestedMax: 100, ticks: { callback: (v) => `${v}%` } } },
@@ -84,6 +78,8 @@ async function models(app, range) {
 
 function counts(id, rows, labelKey, label, empty) {
   table(`${id}-table`, [{ key: labelKey, label }, countCol("count", "Count")], rows, { empty });
+  document.getElementById(`${id}-chart`).closest(".chart").hidden = !rows.length;
+  if (!rows.length) return;
   chart(`${id}-chart`, {
     type: "bar",
     data: { labels: rows.map((r) => r[labelKey]), datasets: [{ label: "Count", data: rows.map((r) => r.count), backgroundColor: COLORS[4], ...BAR }] },
@@ -91,14 +87,16 @@ function counts(id, rows, labelKey, label, empty) {
   });
 }
 
-function unavailable(id, why) {
-  document.getElementById(`${id}-table`).replaceChildren(el("p", { class: "empty", text: why }));
-  document.getElementById(`${id}-chart`).closest(".chart").hidden = true;
-}
-
+// Rejections and errors by code, PII entities by type, guardrail interventions: counts only
+// (GET /admin/v1/activity, grouped by app, filtered to this one).
 async function activity(app, range) {
-  const why = "The gateway's admin API does not report this yet.";
-  for (const id of ["rejection", "pii", "guardrail"]) unavailable(id, why);
+  const answer = await api("activity", { from: range.from, to: range.to, group_by: "app" });
+  const mine = answer.data.filter((r) => r.app_id === app.id);
+  const of = (...kinds) => mine.filter((r) => kinds.includes(r.kind)).sort((a, b) => b.count - a.count || a.code.localeCompare(b.code));
+  const refused = of("rejected", "error").map((r) => ({ ...r, label: `${r.code} (${r.kind === "rejected" ? "429" : "error"})` }));
+  counts("rejection", refused, "label", "Code", "No request of this app was refused in this range.");
+  counts("pii", of("pii"), "code", "Entity type", "No PII entity was detected in this range.");
+  counts("guardrail", of("guardrail"), "code", "Intervention", "No guardrail intervention in this range.");
 }
 
 async function main() {
@@ -117,7 +115,7 @@ async function main() {
     el("span", {}, "Geography ", el("strong", { text: app.geography ?? "any" })),
     el("span", { class: app.disabled ? "badge off" : "badge on", text: app.disabled ? "disabled" : "enabled" }),
   );
-  await Promise.all([quotaUse(app).then((used) => quotas(app, used)), models(app, range), activity(app, range)]);
+  await Promise.all([quotas(app), models(app, range), activity(app, range)]);
   done();
 }
 

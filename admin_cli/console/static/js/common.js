@@ -8,6 +8,12 @@ const COUNT = new Intl.NumberFormat("en-US");
 const PERCENT = new Intl.NumberFormat("en-US", { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
 
 export const usd = (value) => USD.format(value);
+// An exact decimal string of the chargeback ("1234.50000000") as USD, digit for digit: $1,234.50.
+export function usdExact(text) {
+  const [whole, frac = ""] = String(text).replace(/^-/, "").split(".");
+  const cents = frac.replace(/0+$/, "").padEnd(2, "0");
+  return `${String(text).startsWith("-") ? "-" : ""}$${whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",")}.${cents}`;
+}
 export const count = (value) => COUNT.format(value);
 export const percent = (value) => (Number.isFinite(value) ? PERCENT.format(value) : "—");
 
