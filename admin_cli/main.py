@@ -352,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--port", type=_port, default=0, metavar="N", help="port on 127.0.0.1 (default: a free one)")
     con.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
 
+    from admin_cli.audit import add_parser as add_audit  # audit verify: the local trail or S3 (admin_cli/audit.py)
+
+    add_audit(commands, common, _date)
+
     local = group("local", "the local gateway only (make run): no IAM there, so this writes local credentials")
     add = leaf(local, "add-app", local_add_app,
                "register an app with a new local principal and key pair, and print its exports")

@@ -19,6 +19,13 @@ class AuditSink(Protocol):
     def write(self, record: RequestRecord) -> None: ...
 
 
+class AuditTrail(Protocol):
+    """What the frames write to (audit_chain.ChainedAudit): the record, put in its chain, with the
+    request body it HMACs (the body itself is never kept)."""
+
+    def write(self, record: RequestRecord, body: bytes = b"") -> None: ...
+
+
 class AuditFallback(Protocol):
     def audit_fallback(self, record: RequestRecord, error: BaseException) -> None:
         """Keep a record its sink refused (a log line) and count the failure (a metric)."""

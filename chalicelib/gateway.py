@@ -56,7 +56,9 @@ def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
     }
     built = {name: overrides.pop(name) if name in overrides else make() for name, make in parts.items()}
     # Every sink, overridden or not: a failed audit write never fails the request nor loses the record.
-    built["audit"] = FallbackAuditSink(built["audit"], built["telemetry"])
+    # Then chained (audit_chain.py): each record links to the one before and is checkpointed.
+    built["audit"] = _audit_trail(settings, FallbackAuditSink(built["audit"], built["telemetry"]),
+                                  built["telemetry"])
     # Likewise the usage aggregates (a `usage` store, or None: not recorded): a failed write is logged.
     built["usage"] = UsageRecorder(built["usage"]) if built["usage"] is not None else None
     return Pipeline(
@@ -135,7 +137,8 @@ def build_admin(settings: Settings, **overrides: Any) -> Any:
     telemetry = overrides.pop("telemetry", None) or _telemetry()
     frame = AdminFrame(
         identity=overrides.pop("identity", None) or _identity(settings),
-        audit=FallbackAuditSink(overrides.pop("audit", None) or _audit(settings), telemetry),
+        audit=_audit_trail(settings, FallbackAuditSink(overrides.pop("audit", None) or _audit(settings), telemetry),
+                           telemetry),
         telemetry=telemetry, admins=settings.admin_principals, readers=settings.admin_readers,
         max_body_bytes=settings.max_body_bytes)
     registry = overrides.pop("registry", None)
@@ -403,6 +406,13 @@ def _audit(settings: Settings) -> Any:
     from chalicelib.audit import JsonLinesAuditSink
 
     return JsonLinesAuditSink(settings.home / "audit")
+
+
+def _audit_trail(settings: Settings, sink: Any, telemetry: Any) -> Any:
+    """The tamper-evident trail over `sink`: keys, checkpoint signer and chain registry (audit_trail.py)."""
+    from chalicelib.audit_trail import build_audit_trail
+
+    return build_audit_trail(settings, sink, telemetry, _aws_client)
 
 
 def _telemetry() -> Any:

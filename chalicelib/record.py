@@ -33,6 +33,14 @@ class RequestRecord:
     guardrail: list[str] = field(default_factory=list)  # "<INPUT|OUTPUT>:<CATEGORY>"
     quota_store: str | None = None  # "UNAVAILABLE:FAIL_OPEN": the quota store was down, served unmetered
     latency_ms: float = 0.0
+    # The audit chain (audit_chain.py), set as the record is written, so an audit_fallback line
+    # carries its place too: chain, position, the previous record's hash and request id, and the
+    # HMAC-SHA256 of the request body under the data plane's secret (never the body).
+    chain_id: str | None = None
+    seq: int = 0
+    prev_hash: str | None = None
+    prev_request_id: str | None = None
+    body_hmac: str | None = None
     # Which controls ran and what each decided (controls.py: stage -> verdict or counts, never content);
     # the x-garden-controls header is rendered from it.
     controls: dict[str, str] = field(default_factory=dict)

@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 import fastjsonschema  # noqa: E402
 
+from chalicelib.audit_schema import AUDIT_RECORD_SCHEMA, CHECKPOINT_SCHEMA  # noqa: E402
 from chalicelib.catalog_schema import CATALOG_SCHEMA  # noqa: E402
 from chalicelib.openai_api.chat_schema import CHAT_REQUEST_SCHEMA  # noqa: E402
 from chalicelib.openai_api.embeddings_schema import EMBEDDINGS_REQUEST_SCHEMA  # noqa: E402
@@ -25,6 +26,8 @@ TARGETS = {
     "chat_request_validator.py": ("chalicelib/openai_api/chat_schema.py", CHAT_REQUEST_SCHEMA),
     "catalog_validator.py": ("chalicelib/catalog_schema.py", CATALOG_SCHEMA),
     "embeddings_request_validator.py": ("chalicelib/openai_api/embeddings_schema.py", EMBEDDINGS_REQUEST_SCHEMA),
+    "audit_record_validator.py": ("chalicelib/audit_schema.py", AUDIT_RECORD_SCHEMA),
+    "audit_checkpoint_validator.py": ("chalicelib/audit_schema.py", CHECKPOINT_SCHEMA),
 }
 OUT = ROOT / "chalicelib" / "generated"
 _IMPORT = "from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException"

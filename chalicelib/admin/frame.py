@@ -80,7 +80,7 @@ class AdminFrame:
             record.error_code = error.code
         record.status = response.status
         record.latency_ms = round((self._monotonic() - started) * 1000, 3)
-        self._audit.write(record)
+        self._audit.write(record, request.body)  # the same trail: chained, body HMAC'd (audit_chain.py)
         self._telemetry.record(record)
         return response
 

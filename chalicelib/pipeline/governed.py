@@ -97,7 +97,7 @@ class Governed:
         # what the audit record says.
         response = replace(response, headers={**response.headers, **controls.header(record)})
         record.latency_ms = round((self._monotonic() - started) * 1000, 3)
-        self._audit.write(record)
+        self._audit.write(record, request.body)  # chained, body HMAC'd (audit_chain.py)
         self._telemetry.record(record)
         if self._usage is not None:
             self._usage.record(record)
