@@ -14,6 +14,7 @@ from chalicelib.catalog_source import PROD_STAGE, CatalogSource, RegistryCatalog
 from chalicelib.lazy import OnFirstUse
 from chalicelib.pipeline import Pipeline
 from chalicelib.settings import DEFAULT_CATALOG, Settings
+from chalicelib.tracing import NoTracing
 from chalicelib.usage_store import UsageRecorder
 
 _lock = threading.Lock()
@@ -44,12 +45,14 @@ def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
     is served as is; else the catalog file's models with the registry's apps (catalog_source.py)."""
     source = as_source(overrides.pop("catalog", None) or catalog_source(settings))
     providers = overrides.pop("providers", None)
+    tracer = overrides.pop("tracing", None) or _tracing(settings)
+    traced = not isinstance(tracer, NoTracing)
     parts: dict[str, Any] = {
         "identity": lambda: _identity(settings),
         "quota": lambda: _quota(settings),
         "pii": lambda: _pii(settings),
         "guardrail": lambda: _guardrail(settings),
-        "router": lambda: _router(settings, source, providers),
+        "router": lambda: _router(settings, source, providers, traced),
         "audit": lambda: _audit(settings),
         "telemetry": _telemetry,
         "usage": lambda: _usage(settings),
@@ -61,6 +64,11 @@ def build_pipeline(settings: Settings, **overrides: Any) -> Pipeline:
                                   built["telemetry"])
     # Likewise the usage aggregates (a `usage` store, or None: not recorded): a failed write is logged.
     built["usage"] = UsageRecorder(built["usage"]) if built["usage"] is not None else None
+    built["tracing"] = tracer
+    if traced:  # spans around the quota keeper and the audit sink (tracing/wrappers.py)
+        from chalicelib.tracing.wrappers import wrap_ports
+
+        wrap_ports(built)
     return Pipeline(
         catalog=source,
         **built,
@@ -299,12 +307,18 @@ def _quiet_botocore() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _router(settings: Settings, source: CatalogSource, providers: Mapping[str, Any] | None) -> Any:
+def _router(settings: Settings, source: CatalogSource, providers: Mapping[str, Any] | None,
+            traced: bool = False) -> Any:
     from chalicelib.router import CircuitBreaker, Router
 
     breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
     # The kill switch: the current catalog's switched-off deployments, read per request.
-    return Router(providers or _providers(settings, source.base), breaker, settings.bedrock_region,
+    routed = providers or _providers(settings, source.base)
+    if traced:  # one CLIENT span per provider attempt (tracing/wrappers.py)
+        from chalicelib.tracing.wrappers import wrap_providers
+
+        routed = wrap_providers(routed, traced)
+    return Router(routed, breaker, settings.bedrock_region,
                   disabled=lambda: source.current().disabled_deployments)
 
 
@@ -413,6 +427,16 @@ def _audit_trail(settings: Settings, sink: Any, telemetry: Any) -> Any:
     from chalicelib.audit_trail import build_audit_trail
 
     return build_audit_trail(settings, sink, telemetry, _aws_client)
+
+
+def _tracing(settings: Settings) -> Any:
+    """The no-op adapter unless GARDEN_TRACING or OTEL_EXPORTER_OTLP_* say otherwise (chalicelib/tracing/):
+    with tracing off nothing of OpenTelemetry is imported."""
+    import os
+
+    from chalicelib.tracing import from_settings
+
+    return from_settings(settings.tracing, os.environ)
 
 
 def _telemetry() -> Any:

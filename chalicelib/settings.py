@@ -28,6 +28,7 @@ _CHOICES = {
     "GARDEN_PII": ("local", "comprehend"),
     "GARDEN_GUARDRAIL": ("local", "bedrock"),
     "GARDEN_AUDIT": ("file", "s3"),
+    "GARDEN_TRACING": ("auto", "off", "otlp", "xray"),
 }
 
 
@@ -64,6 +65,9 @@ class Settings:
     # read-only auditors (GARDEN_ADMIN_READERS), comma-separated; assumed-role ARNs name their role.
     admin_principals: frozenset[str] = frozenset()
     admin_readers: frozenset[str] = frozenset()
+    # Traces (chalicelib/tracing/): auto | off | otlp | xray (GARDEN_TRACING). auto: an OTLP endpoint in
+    # OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, or an invocation X-Ray sampled, turns them on.
+    tracing: str = "auto"
     # How often a container checks the registry's version (catalog_source.py): at most 20 s, so a change
     # is enforced everywhere within 60 s of its answer; tests and local runs may ask for less.
     registry_refresh_s: float = 20.0
@@ -112,6 +116,7 @@ class Settings:
             admin_principals=_principals(env, "GARDEN_ADMIN_PRINCIPALS", LOCAL_ADMIN_PRINCIPAL
                                          if env.get("GARDEN_IDENTITY", "local") == "local" else ""),
             admin_readers=_principals(env, "GARDEN_ADMIN_READERS", ""),
+            tracing=env.get("GARDEN_TRACING", "auto"),
             registry_refresh_s=float(_positive_int(env, "GARDEN_REGISTRY_REFRESH_S", 20, maximum=20)),
             bedrock_guardrail_id=env.get("GARDEN_BEDROCK_GUARDRAIL_ID") or None,
             bedrock_guardrail_version=env.get("GARDEN_BEDROCK_GUARDRAIL_VERSION") or "DRAFT",

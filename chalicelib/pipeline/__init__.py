@@ -30,6 +30,7 @@ from chalicelib.quota import QuotaKeeper, with_app_headers
 from chalicelib.record import RequestRecord
 from chalicelib.router import Router
 from chalicelib.telemetry import Telemetry
+from chalicelib.tracing import Tracing
 from chalicelib.usage_store import UsageRecorder
 
 __all__ = ["GatewayResponse", "Pipeline", "error_response", "new_request_id"]
@@ -52,11 +53,12 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         usage: UsageRecorder | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._quota = quota
         self._governed = Governed(audit=audit, telemetry=telemetry, max_body_bytes=max_body_bytes,
                                   request_timeout_s=request_timeout_s, clock=clock, monotonic=monotonic,
-                                  usage=usage)
+                                  usage=usage, tracing=tracing)
         self._stages = Stages(catalog=catalog, identity=identity, quota=quota, pii=pii, guardrail=guardrail)
         self._chat = ChatRoute(self._stages, router, self._governed)
         # Built on the first embeddings request: a chat-only container never loads its modules.

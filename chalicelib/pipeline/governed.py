@@ -15,7 +15,9 @@ from chalicelib.errors import GatewayError, InternalError, PayloadTooLarge
 from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
 from chalicelib.record import RequestRecord
+from chalicelib import tracing as trace_port
 from chalicelib.telemetry import Telemetry
+from chalicelib.tracing import NO_TRACING, Tracing
 from chalicelib.usage_store import UsageRecorder
 
 JSON = "application/json"
@@ -44,8 +46,10 @@ class Governed:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         usage: UsageRecorder | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._audit = audit
+        self._tracing = tracing if tracing is not None else NO_TRACING
         self._telemetry = telemetry
         self._usage = usage  # never raises (usage_store/__init__.py): bookkeeping never fails an answer
         self._max_body_bytes = max_body_bytes
@@ -57,9 +61,13 @@ class Governed:
         started = self._monotonic()
         # One deadline for the whole request, seen by every AWS call made while serving it.
         token = deadline.bind(deadline.Deadline(started + self._timeout_s, deadline.TAIL_S, self._monotonic))
+        # The request's trace (None: not traced), seen by every stage's span (chalicelib/tracing/).
+        trace = self._tracing.begin(request, route)
+        trace_token = trace_port.bind(trace)
         try:
-            return self._within(request, route, run, started)
+            return self._within(request, route, run, started, trace)
         finally:
+            trace_port.unbind(trace_token)
             deadline.unbind(token)
 
     def deadline_at(self) -> float:
@@ -70,12 +78,15 @@ class Governed:
     def now(self) -> float:
         return self._clock()
 
-    def _within(self, request: IncomingRequest, route: str, run: Route, started: float) -> GatewayResponse:
+    def _within(self, request: IncomingRequest, route: str, run: Route, started: float,
+                trace: trace_port.RequestTrace | None = None) -> GatewayResponse:
         record = RequestRecord(
             request_id=request.request_id,
             timestamp=datetime.fromtimestamp(self._clock(), timezone.utc).isoformat(timespec="milliseconds"),
             route=route,
         )
+        if trace is not None:
+            trace.record = record  # AWS call spans name the app and model known so far
         try:
             if len(request.body) > self._max_body_bytes:
                 raise PayloadTooLarge(f"request body exceeds {self._max_body_bytes} bytes")
@@ -101,6 +112,12 @@ class Governed:
         self._telemetry.record(record)
         if self._usage is not None:
             self._usage.record(record)
+        if trace is not None:
+            # Spans leave before the answer does (Lambda freezes the container after it), within
+            # bookkeeping's tail of the deadline.
+            bound = deadline.current()
+            left = bound.remaining(bookkeeping=True) if bound is not None else deadline.TAIL_S
+            trace.finish(record, time.monotonic() + max(0.0, left))
         return response
 
 

@@ -16,6 +16,7 @@ from chalicelib.pii import PiiDetector
 from chalicelib.pii.policy import Edit, PiiOutcome, policy_edits
 from chalicelib.quota import QuotaKeeper, Reservation
 from chalicelib.record import RequestRecord
+from chalicelib.tracing.wrappers import guardrail_span, identity_span, pii_span, settle_span
 
 
 class Stages:
@@ -35,6 +36,7 @@ class Stages:
         """The current catalog (apps, budgets and switches follow the registry: catalog_source.py)."""
         return self.source.current()
 
+    @identity_span
     def identify(self, request: IncomingRequest, record: RequestRecord) -> App:
         try:
             principal = self._identity.principal(request)
@@ -106,6 +108,7 @@ class Stages:
                        headers=self.lifecycle_headers(retired))
         return successor
 
+    @pii_span
     def screen(self, app: App, text: str, direction: str, record: RequestRecord) -> tuple[list[Edit], PiiOutcome]:
         """The edits the app's PII policy makes to `text`, and what it found (counts, noted)."""
         if not text:
@@ -127,6 +130,7 @@ class Stages:
         controls.note_pii(record, direction, outcome.counts)
         return edits, outcome
 
+    @guardrail_span
     def guardrail(self, app: App, texts: list[str], source: str, record: RequestRecord) -> GuardrailVerdict:
         try:
             verdict = self._guardrail.check(texts, source, app.guardrail)
@@ -141,6 +145,7 @@ class Stages:
         controls.note_guardrail(record, source, verdict.action)
         return verdict
 
+    @settle_span
     def settle(self, reservation: Reservation, price: Price, usage: Usage, record: RequestRecord) -> None:
         """Book what a call used and cost (at the serving deployment's price) in place of its reservation."""
         cost = cost_usd(price, usage)

@@ -12,6 +12,7 @@ import time
 from typing import Callable, Iterator
 
 from chalicelib import deadline
+from chalicelib import tracing
 from chalicelib.catalog import Deployment
 from chalicelib.chat import Completion
 from chalicelib.errors import DeadlineExceeded, Signal
@@ -84,6 +85,7 @@ class OpenAIProvider:
                    "Accept": "text/event-stream" if stream else "application/json"}
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
+        tracing.inject(headers)  # traceparent: the upstream's own spans join the gateway's trace
         try:
             return self._pool.post(url, payload, headers, until)
         except TransportError as exc:

@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Iterator, TypeVar
 
 from chalicelib.aws.runtime_clients import ClientFor, call_within_deadline, transport_error
+from chalicelib import tracing
 from chalicelib.chat import Completion
 from chalicelib.errors import DeadlineExceeded, GatewayError, Signal, UpstreamError
 from chalicelib.providers import Embedded, EmbeddingCall, ProviderCall
@@ -29,7 +30,7 @@ class SageMakerProvider:
         self._monotonic = monotonic
 
     def complete(self, call: ProviderCall) -> Completion:
-        kwargs = invoke_kwargs(call.deployment, to_chat(call))  # may raise InvalidRequest first
+        kwargs = tracing.inject_sagemaker(invoke_kwargs(call.deployment, to_chat(call)))  # may raise InvalidRequest
 
         def invoke(client: Any) -> Completion:
             if not call.request.stream:
@@ -44,7 +45,7 @@ class SageMakerProvider:
         return self._call(call.app, call.deployment, call.deadline, invoke)
 
     def embed(self, call: EmbeddingCall) -> Embedded:
-        kwargs = invoke_kwargs(call.deployment, to_embeddings(call))
+        kwargs = tracing.inject_sagemaker(invoke_kwargs(call.deployment, to_embeddings(call)))
 
         def invoke(client: Any) -> Embedded:
             response = client.invoke_endpoint(**kwargs)

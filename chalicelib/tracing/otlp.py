@@ -1,0 +1,187 @@
+"""OTLP/HTTP trace export in protobuf (`http/protobuf`), encoded here by hand.
+
+Why not opentelemetry-exporter-otlp-proto-http: it brings protobuf, googleapis-common-protos,
+opentelemetry-proto and requests (with urllib3, idna, charset-normalizer, certifi): 5.8 MB more in
+the Lambda package (1.5 MB zipped) and their imports on the first traced request, to write one
+message whose schema has been stable since OTLP 1.0. The encoder below writes the subset of
+`ExportTraceServiceRequest` the gateway emits (resource, scope, spans with attributes, links and
+status; never events, never a status message); tests decode it with opentelemetry-proto.
+
+The transport is the gateway's own HTTP pool (providers/upstream_http.py: http.client, every socket
+operation fitted to a deadline), so an export can never hold a Lambda invocation past its deadline.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import struct
+import threading
+from typing import Any, Iterable, Mapping, Sequence
+
+from chalicelib.telemetry import LOGGER_NAME
+
+_KIND = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5}  # opentelemetry.trace.SpanKind value -> OTLP SpanKind
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64  # int64 in two's complement, as protobuf writes it
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2): strings, bytes, messages."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _string(number: int, text: str) -> bytes:
+    return _field(number, text.encode("utf-8", "replace")) if text else b""
+
+
+def _any_value(value: Any) -> bytes:
+    if isinstance(value, bool):
+        return _varint(2 << 3) + (b"\x01" if value else b"\x00")
+    if isinstance(value, int):
+        return _varint(3 << 3) + _varint(value)
+    if isinstance(value, float):
+        return _varint(4 << 3 | 1) + struct.pack("<d", value)
+    if isinstance(value, (list, tuple)):
+        return _field(5, b"".join(_field(1, _any_value(v)) for v in value))
+    return _field(1, str(value).encode("utf-8", "replace"))
+
+
+def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
+    if not attributes:
+        return b""
+    return b"".join(_field(number, _string(1, key) + _field(2, _any_value(value)))
+                    for key, value in attributes.items())
+
+
+def _fixed64(number: int, value: int) -> bytes:
+    return _varint(number << 3 | 1) + struct.pack("<Q", value)
+
+
+def encode_span(span: Any) -> bytes:
+    """One `Span` message from an SDK ReadableSpan."""
+    context = span.context
+    out = [_field(1, context.trace_id.to_bytes(16, "big")), _field(2, context.span_id.to_bytes(8, "big"))]
+    if span.parent is not None:
+        out.append(_field(4, span.parent.span_id.to_bytes(8, "big")))
+    out.append(_string(5, span.name))
+    out.append(_varint(6 << 3) + _varint(_KIND.get(span.kind.value, 0)))
+    out.append(_fixed64(7, span.start_time or 0))
+    out.append(_fixed64(8, span.end_time or 0))
+    out.append(_attributes(9, span.attributes))
+    for link in span.links or ():
+        out.append(_field(13, _field(1, link.context.trace_id.to_bytes(16, "big"))
+                          + _field(2, link.context.span_id.to_bytes(8, "big")) + _attributes(4, link.attributes)))
+    code = span.status.status_code.value  # UNSET 0, OK 1, ERROR 2: as OTLP numbers them
+    if code:
+        out.append(_field(15, _varint(3 << 3) + _varint(code)))  # no message, ever
+    return b"".join(out)
+
+
+def encode_request(spans: Sequence[Any], resource: Mapping[str, Any], scope: tuple[str, str]) -> bytes:
+    """An `ExportTraceServiceRequest` with one resource and one instrumentation scope."""
+    body = _field(1, _string(1, scope[0]) + _string(2, scope[1])) + b"".join(
+        _field(2, encode_span(s)) for s in spans)
+    return _field(1, _field(1, _attributes(1, resource)) + _field(2, body))
+
+
+def traces_endpoint(env: Mapping[str, str], default: str = "http://localhost:4318") -> str:
+    """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as is, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces."""
+    signal = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if signal:
+        return signal
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or default
+    return base.rstrip("/") + "/v1/traces"
+
+
+def parse_headers(raw: str) -> dict[str, str]:
+    """OTEL_EXPORTER_OTLP_HEADERS: comma-separated key=value pairs, percent-encoded values."""
+    from urllib.parse import unquote
+
+    headers: dict[str, str] = {}
+    for pair in raw.split(","):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip():
+            headers[key.strip().lower()] = unquote(value.strip())
+    return headers
+
+
+class OtlpHttpExporter:
+    """POSTs encoded spans to the traces endpoint. Never raises: a failed export is logged (by
+    class, rarely) and the spans are dropped; tracing never fails a request."""
+
+    def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float, gzip_body: bool,
+                 resource: Mapping[str, Any], scope: tuple[str, str], pool: Any = None) -> None:
+        from chalicelib.providers.upstream_http import HttpPool
+
+        self.endpoint = endpoint
+        self._headers = {**headers, "content-type": "application/x-protobuf", "user-agent": "execution-garden"}
+        if gzip_body:
+            self._headers["content-encoding"] = "gzip"
+        self._gzip = gzip_body
+        self._timeout_s = timeout_s
+        self._resource = dict(resource)
+        self._scope = scope
+        self._pool = pool or HttpPool()
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], resource: Mapping[str, Any], scope: tuple[str, str],
+                 default_endpoint: str = "http://localhost:4318") -> "OtlpHttpExporter":
+        from chalicelib.errors import ConfigError
+
+        protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                    or "http/protobuf").strip()
+        if protocol != "http/protobuf":
+            raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: the gateway exports http/protobuf only")
+        headers = {**parse_headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", "")),
+                   **parse_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", ""))}
+        timeout_ms = env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT") or "10000"
+        compression = (env.get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+                       or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "none").strip().lower()
+        try:
+            timeout_s = float(timeout_ms) / 1000
+        except ValueError:
+            raise ConfigError(f"OTEL_EXPORTER_OTLP_TIMEOUT={timeout_ms!r}: expected milliseconds") from None
+        return cls(traces_endpoint(env, default_endpoint), headers, timeout_s, compression == "gzip",
+                   resource, scope)
+
+    def export(self, spans: Iterable[Any], until: float, monotonic: Any) -> bool:
+        spans = list(spans)
+        if not spans:
+            return True
+        body = encode_request(spans, self._resource, self._scope)
+        if self._gzip:
+            body = gzip.compress(body, compresslevel=1)
+        until = min(until, monotonic() + self._timeout_s)
+        try:
+            response = self._pool.post(self.endpoint, body, self._headers, until)
+            try:
+                response.read_all(64 * 1024)  # drained, so the connection is kept for the next flush
+            finally:
+                response.close()
+            if response.status // 100 == 2:
+                return True
+            problem = f"status {response.status}"
+        except Exception as exc:  # a collector down or slow never fails the request
+            problem = type(exc).__name__
+        self._note_failure(problem)
+        return False
+
+    def _note_failure(self, problem: str) -> None:
+        with self._lock:
+            self._failures += 1
+            failures = self._failures
+        if failures == 1 or failures % 100 == 0:  # the first, then every 100th: no log flood
+            logging.getLogger(LOGGER_NAME).warning(json.dumps(
+                {"event": "trace_export_failed", "problem": problem, "failures": failures}, separators=(",", ":")))
