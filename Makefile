@@ -28,7 +28,7 @@ help:
 	@echo "make configure ENV=<env file | stack prefix>  fill the prod stage from the stacks' outputs"
 	@echo "make package  chalice package (offline, prod stage; refuses placeholders) + cfn-lint + SBOM"
 	@echo "make lock     regenerate the hashed requirements*.txt from requirements*.in"
-	@echo "make bench    cold start, per-request cost and PII detection benchmarks (bench/)"
+	@echo "make bench    cold starts (local, prod-mode), per-request and tracing cost, PII detection (bench/)"
 	@echo "make validators  regenerate chalicelib/generated/ after editing a JSON Schema"
 
 venv: $(VENV)/.installed
@@ -134,9 +134,12 @@ configure: venv
 validators: venv
 	$(BIN)/python scripts/generate_validators.py
 
+# Figures, not tests: each prints its medians against a baseline measured in the same run.
 bench: venv
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/prod_cold_start.py
 	$(BIN)/python bench/per_request.py
+	$(BIN)/python bench/tracing_cost.py
 	$(BIN)/python bench/pii_eval.py
 
 clean:
