@@ -22,6 +22,7 @@ GROUP_BY = ("app", "business_unit", "model", "day", "month")
 GROUP_KEYS = {"app": "app_id", "business_unit": "business_unit", "model": "model", "day": "day", "month": "month"}
 KEY_ORDER = ("app_id", "business_unit", "model", "day", "month")
 FIGURES = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors", "rejected")
+KINDS = ("rejected", "error", "pii", "guardrail")  # GET /admin/v1/activity's kinds
 _DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
@@ -113,6 +114,11 @@ def apps_set(args: argparse.Namespace, ctx: Context) -> int:
     return _done(f"app {stored.get('id', app_id) if isinstance(stored, dict) else app_id} stored")
 
 
+def apps_quotas(args: argparse.Namespace, ctx: Context) -> int:
+    _print_json(ctx.client.json("GET", f"apps/{seg(args.id)}/quotas"))
+    return 0
+
+
 def apps_delete(args: argparse.Namespace, ctx: Context) -> int:
     ctx.client.json("DELETE", f"apps/{seg(args.id)}")
     return _done(f"app {args.id} deleted: disabled, its callers get 403 app_disabled; history kept")
@@ -152,6 +158,27 @@ def usage(args: argparse.Namespace, ctx: Context) -> int:
         sys.stdout.write(response.content.decode("utf-8"))
     else:  # the JSON answer, written as the same CSV
         sys.stdout.write(rows_to_csv(response.json().get("data", []), args.group_by))
+    return 0
+
+
+def _kinds(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names or any(name not in KINDS for name in names):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(KINDS)}")
+    return names
+
+
+def activity(args: argparse.Namespace, ctx: Context) -> int:
+    """Policy activity as counts (GET /admin/v1/activity): the gateway writes the CSV itself."""
+    if args.to < args.from_:
+        raise UsageError("--to is before --from (both are inclusive UTC dates)")
+    params = {"from": args.from_, "to": args.to, "group_by": ",".join(args.group_by)}
+    if args.kind:
+        params["kind"] = ",".join(args.kind)
+    if not args.csv:
+        _print_json(ctx.client.json("GET", "activity", params=params))
+        return 0
+    sys.stdout.write(ctx.client.request("GET", "activity", params={**params, "format": "csv"}).content.decode("utf-8"))
     return 0
 
 
@@ -252,6 +279,22 @@ def chargeback_run(args: argparse.Namespace, ctx: Context) -> int:
     return _done(line + (f", summary {where}" if isinstance(where, str) else ""))
 
 
+def chargeback_list(args: argparse.Namespace, ctx: Context) -> int:
+    _print_json(ctx.client.json("GET", "chargeback"))
+    return 0
+
+
+def chargeback_show(args: argparse.Namespace, ctx: Context) -> int:
+    _print_json(ctx.client.json("GET", f"chargeback/{args.month}"))
+    return 0
+
+
+def chargeback_csv(args: argparse.Namespace, ctx: Context) -> int:
+    response = ctx.client.request("GET", f"chargeback/{args.month}/{seg(args.business_unit)}")
+    sys.stdout.write(response.content.decode("utf-8"))
+    return 0
+
+
 # console -----------------------------------------------------------------------------------------
 
 def console(args: argparse.Namespace, ctx: Context) -> int:
@@ -308,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(apps, "set", apps_set, "create or replace an app from a JSON app object, as in the catalog"
          ).add_argument("file", metavar="FILE", help="the app object's JSON file, or - for stdin")
     leaf(apps, "delete", apps_delete, "disable an app (its history is kept)").add_argument("id", metavar="ID")
+    leaf(apps, "quotas", apps_quotas, "the app's quotas beside what is used of each in its current window (JSON)"
+         ).add_argument("id", metavar="ID")
 
     use = commands.add_parser("usage", parents=[common], help="usage and cost between two UTC dates",
                               description="Usage and cost between two UTC dates (inclusive), grouped.")
@@ -317,6 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_argument("--group-by", metavar="KEYS", type=_group_by, default=["app", "model", "day"],
                      help=f"comma-separated, any of {', '.join(GROUP_BY)} (default app,model,day)")
     use.add_argument("--csv", action="store_true", help="CSV on stdout instead of JSON")
+
+    act = commands.add_parser("activity", parents=[common], help="rejections and errors by code, PII types, "
+                              "guardrail interventions: counts between two UTC dates",
+                              description="Policy activity as counts between two UTC dates (inclusive), grouped.")
+    act.set_defaults(handler=activity)
+    act.add_argument("--from", dest="from_", metavar="YYYY-MM-DD", type=_date, required=True)
+    act.add_argument("--to", metavar="YYYY-MM-DD", type=_date, required=True)
+    act.add_argument("--group-by", metavar="KEYS", type=_group_by, default=["app", "day"],
+                     help=f"comma-separated, any of {', '.join(GROUP_BY)} (default app,day)")
+    act.add_argument("--kind", metavar="KINDS", type=_kinds, help=f"comma-separated, any of {', '.join(KINDS)} (default all)")
+    act.add_argument("--csv", action="store_true", help="CSV on stdout instead of JSON")
 
     units = group("business-units", "business units' monthly budgets")
     leaf(units, "list", business_units_list, "list the business units' budgets (JSON)")
@@ -343,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     charge = group("chargeback", "monthly chargeback per business unit")
     leaf(charge, "run", chargeback_run, "write a month's chargeback now").add_argument(
         "--month", metavar="YYYY-MM", type=_month, required=True)
+    leaf(charge, "list", chargeback_list, "the months: this one to date and the closed ones with usage (JSON)")
+    leaf(charge, "show", chargeback_show, "a month's summary, computed, nothing written (JSON)").add_argument(
+        "--month", metavar="YYYY-MM", type=_month, required=True)
+    cb_csv = leaf(charge, "csv", chargeback_csv, "a business unit's chargeback CSV of a month, on stdout")
+    cb_csv.add_argument("--month", metavar="YYYY-MM", type=_month, required=True)
+    cb_csv.add_argument("--business-unit", metavar="BU", required=True)
 
     con = commands.add_parser("console", parents=[common], help="the console: spend, quotas and policy "
                               "activity in a browser, on 127.0.0.1 (read-only)",

@@ -250,3 +250,45 @@ def test_the_console_reads_on_dynamodb(tmp_path_factory: pytest.TempPathFactory,
         assert table_text.splitlines()[1].startswith("test-app,local-echo,2,")
         assert get(served, "/admin/v1/chargeback")["data"][0]["month"] == month
     client.delete_table(TableName=table)
+
+
+def test_garden_admin_reads_the_same(traffic: tuple[AdminGarden, dict[str, Any]]) -> None:
+    """The installed CLI (a subprocess, signing with the admin's keys from its environment) prints
+    what the admin API answers: quotas, activity (JSON and the gateway's CSV), chargeback months,
+    summary and a business unit's CSV."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    served, seen = traffic
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GARDEN_"))}
+    env.update(AWS_ACCESS_KEY_ID=served.admin.access_key, AWS_SECRET_ACCESS_KEY=served.admin.secret_key,
+               AWS_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+               AWS_EC2_METADATA_DISABLED="true", GARDEN_URL=served.url)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([str(Path(sys.executable).parent / "garden-admin"), *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert CANARY not in done.stdout
+        return done.stdout
+
+    rows = {r["quota"]: r for r in json.loads(cli("apps", "quotas", "test-app"))["data"]}
+    assert rows["quotas.tokens_per_day"]["used"] == seen["tokens"]
+    span = days()
+    by_app = json.loads(cli("activity", "--from", span["from"], "--to", span["to"], "--group-by", "app",
+                            "--kind", "rejected"))["data"]
+    assert by_app == [{"app_id": "small-quota-app", "kind": "rejected", "code": "insufficient_quota", "count": 2}]
+    table = cli("activity", "--from", span["from"], "--to", span["to"], "--csv")
+    # (text-mode pipes read the CSV's \r\n as \n)
+    assert table == get(served, "/admin/v1/activity", group_by="app,day", format="csv", **span).replace("\r\n", "\n")
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    assert json.loads(cli("chargeback", "list"))["data"][0]["month"] == month
+    assert Decimal(json.loads(cli("chargeback", "show", "--month", month))["total"]["cost_usd"]) == seen["bu_cost"]
+    assert cli("chargeback", "csv", "--month", month, "--business-unit", "retail-banking") == get(
+        served, f"/admin/v1/chargeback/{month}/retail-banking")
+    refused = subprocess.run([str(Path(sys.executable).parent / "garden-admin"), "chargeback", "csv", "--month",
+                              month, "--business-unit", "nobody"], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "business_unit" in refused.stderr
