@@ -15,8 +15,8 @@ from urllib.parse import unquote
 
 from admin_cli.api import AdminClient, ApiError, CliError, seg
 
-_ID = r"(?P<id>[^/]+)"
-_MONTH = r"(?P<month>\d{4}-(?:0[1-9]|1[0-2]))"
+# A route's template names its parts; each part is one path segment of this shape.
+_PARTS = {"id": r"[^/]+", "bu": r"[^/]+", "month": r"\d{4}-(?:0[1-9]|1[0-2])"}
 
 
 @dataclass(frozen=True)
@@ -29,29 +29,36 @@ class Answer:
 
 @dataclass(frozen=True)
 class Route:
+    template: str  # /api/apps/{id}/quotas: also what the log line shows
     pattern: re.Pattern[str]
     admin_path: Callable[[dict[str, str]], str]
     params: tuple[str, ...] = ()
 
 
-def _route(pattern: str, admin_path: Callable[[dict[str, str]], str], *params: str) -> Route:
-    return Route(re.compile(pattern), admin_path, params)
+def _route(template: str, admin_path: Callable[[dict[str, str]], str], *params: str) -> Route:
+    pattern = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{_PARTS[m[1]]})", template.replace(".", r"\."))
+    return Route(template, re.compile(pattern), admin_path, params)
 
 
 ROUTES: tuple[Route, ...] = (
-    _route(r"/api/apps", lambda m: "apps"),
-    _route(rf"/api/apps/{_ID}", lambda m: f"apps/{seg(m['id'])}"),
-    _route(rf"/api/apps/{_ID}/quotas", lambda m: f"apps/{seg(m['id'])}/quotas"),
-    _route(r"/api/business-units", lambda m: "business-units"),
-    _route(r"/api/deployments", lambda m: "deployments"),
-    _route(r"/api/usage", lambda m: "usage", "from", "to", "group_by"),
-    _route(r"/api/activity", lambda m: "activity", "from", "to", "group_by", "kind"),
-    _route(r"/api/changes", lambda m: "changes", "limit"),
-    _route(r"/api/chargeback", lambda m: "chargeback"),
-    _route(rf"/api/chargeback/{_MONTH}", lambda m: f"chargeback/{m['month']}"),
+    _route("/api/apps", lambda m: "apps"),
+    _route("/api/apps/{id}", lambda m: f"apps/{seg(m['id'])}"),
+    _route("/api/apps/{id}/quotas", lambda m: f"apps/{seg(m['id'])}/quotas"),
+    _route("/api/business-units", lambda m: "business-units"),
+    _route("/api/deployments", lambda m: "deployments"),
+    _route("/api/usage", lambda m: "usage", "from", "to", "group_by"),
+    _route("/api/activity", lambda m: "activity", "from", "to", "group_by", "kind"),
+    _route("/api/changes", lambda m: "changes", "limit"),
+    _route("/api/chargeback", lambda m: "chargeback"),
+    _route("/api/chargeback/{month}", lambda m: f"chargeback/{m['month']}"),
     # The business unit's CSV, the bytes the monthly chargeback writes (a download: attachment).
-    _route(rf"/api/chargeback/{_MONTH}/(?P<bu>[^/]+)\.csv", lambda m: f"chargeback/{m['month']}/{seg(m['bu'])}"),
+    _route("/api/chargeback/{month}/{bu}.csv", lambda m: f"chargeback/{m['month']}/{seg(m['bu'])}"),
 )
+
+
+def route_name(path: str) -> str | None:
+    """The route's template for a log line (its ids masked); None when unknown."""
+    return next((route.template for route in ROUTES if route.pattern.fullmatch(path)), None)
 
 
 class ConsoleApi:
@@ -65,7 +72,7 @@ class ConsoleApi:
             match = route.pattern.fullmatch(path)
             if match:
                 groups = {k: unquote(v) for k, v in match.groupdict().items()}
-                params = {name: query[name][-1] for name in route.params if query.get(name)}
+                params = {name: query[name][-1] for name in route.params if query.get(name, [""])[-1]}
                 return self._forward(route.admin_path(groups), params)
         return None
 

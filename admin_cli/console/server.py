@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from admin_cli.api import AdminClient
 from admin_cli.console.door import SECURITY_HEADERS, Door
-from admin_cli.console.gateway import Answer, ConsoleApi, safe_filename
+from admin_cli.console.gateway import Answer, ConsoleApi, route_name, safe_filename
 
 HOST = "127.0.0.1"  # never another interface: the server holds the admin's credentials
 STATIC = Path(__file__).resolve().parent / "static"
@@ -111,9 +111,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """One line per request on stderr, its path only: the token (a query) never reaches a log."""
-        path = urlsplit(self.path).path if isinstance(getattr(self, "path", None), str) else "-"
-        print(f"garden-admin console: {self.command} {path} {code}", file=sys.stderr, flush=True)
+        """One line per request on stderr: a file's path or a route's shape with its ids masked; never the
+        query (the token rides in one) nor an id or path the server does not know."""
+        path = urlsplit(self.path).path if isinstance(getattr(self, "path", None), str) else ""
+        shown = path if path in self.server.files else route_name(path) or "(unknown path)"
+        print(f"garden-admin console: {self.command} {shown} {code}", file=sys.stderr, flush=True)
 
     def log_message(self, format: str, *args: object) -> None:  # http.server's errors quote the request line
         print("garden-admin console: a request could not be read", file=sys.stderr, flush=True)

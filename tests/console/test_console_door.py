@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,11 @@ def test_the_api_answers_what_the_admin_api_answers(console: Console, garden: Co
 def test_the_token_reaches_no_log_and_the_cli_contract(console: Console, garden: ConsoleGarden) -> None:
     get(console, f"/?token={console.token}")
     get(console, "/?token=wrong-token-value")
+    get(console, "/api/apps/markets-desk", cookie_of(console))
+    deadline = time.monotonic() + 10  # the log is read by a thread of the test's own
+    while "GET /api/apps/{id} 200" not in "".join(console.stderr) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "GET /api/apps/{id} 200" in "".join(console.stderr)  # a route's shape: its ids masked
     assert console.token not in "".join(console.stderr)
     assert "wrong-token-value" not in "".join(console.stderr)
     help_text = subprocess.run([str(GARDEN_ADMIN), "console", "--help"], capture_output=True, text=True,
