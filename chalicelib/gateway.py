@@ -14,7 +14,7 @@ from chalicelib.catalog_source import PROD_STAGE, CatalogSource, RegistryCatalog
 from chalicelib.lazy import OnFirstUse
 from chalicelib.pipeline import Pipeline
 from chalicelib.settings import DEFAULT_CATALOG, Settings
-from chalicelib.tracing import NoTracing
+from chalicelib.tracing import NoTracing, instrument_aws
 from chalicelib.usage_store import UsageRecorder
 
 _lock = threading.Lock()
@@ -290,8 +290,9 @@ def _aws_client(service: str, region: str, read_timeout: float, bookkeeping: boo
         def new() -> Any:
             client = session.new_client(service, region, connect_timeout=deadline.CONNECT_TIMEOUT_S,
                                         read_timeout=read_timeout, max_attempts=2)
-            return deadline.guard(client, connect_timeout=deadline.CONNECT_TIMEOUT_S, read_timeout=read_timeout,
-                                  max_attempts=2, bookkeeping=bookkeeping)
+            guarded = deadline.guard(client, connect_timeout=deadline.CONNECT_TIMEOUT_S, read_timeout=read_timeout,
+                                     max_attempts=2, bookkeeping=bookkeeping)
+            return instrument_aws(guarded)  # a span per AWS call once tracing is on (tracing/aws_calls.py)
 
         return session.shared_client(service, (region, read_timeout, bookkeeping), new)
 
