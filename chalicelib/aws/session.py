@@ -95,7 +95,45 @@ def _botocore_session() -> Any:
         import botocore.session
 
         session = _sessions[key] = botocore.session.Session()
+        data_path = session.get_config_variable("data_path")
+        session.register_component("data_loader", _loader_class()(
+            extra_search_paths=data_path.split(os.pathsep) if data_path else []))
     return session
+
+
+def _loader_class() -> type:
+    from botocore.loaders import Loader
+
+    class OneServiceLoader(Loader):
+        """botocore's Loader, except that loading a service model checks that service's folder
+        only: the base class lists every service folder of its data (~400, once per model type:
+        about 20 ms of a cold start) to tell whether the one asked for exists."""
+
+        def list_available_services(self, type_name: str) -> Any:
+            return _KnownServices(self, type_name, super().list_available_services)
+
+    return OneServiceLoader
+
+
+class _KnownServices:
+    """`name in services` for one name, as the full listing would answer it (a folder of that name
+    in a search path with `type_name` data in one of its API versions); iterating lists them all."""
+
+    def __init__(self, loader: Any, type_name: str, list_all: Callable[[str], list[str]]) -> None:
+        self._loader, self._type_name, self._list_all = loader, type_name, list_all
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str) or not name or os.sep in name:
+            return False
+        for path in self._loader.search_paths:
+            folder = os.path.join(path, name)
+            if os.path.isdir(folder) and any(self._loader.file_loader.exists(os.path.join(folder, version, self._type_name))
+                                             for version in os.listdir(folder)):
+                return True
+        return False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._list_all(self._type_name))
 
 
 @contextmanager
