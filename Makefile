@@ -20,7 +20,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 export GARDEN_HOME ?= $(CURDIR)/.garden
 
-.PHONY: help venv run test package validators bench clean dynamodb-local litellm configure lock audit-deps browser console-vendor
+.PHONY: help venv run test package validators bench clean dynamodb-local litellm configure lock audit-deps browser console-vendor audit-verify
 
 help:
 	@echo "make run      serve the gateway offline (chalice local's server, devserver/) on $(HOST):$(PORT)"
@@ -30,6 +30,7 @@ help:
 	@echo "make lock     regenerate the hashed requirements*.txt from requirements*.in"
 	@echo "make bench    cold starts (local, prod-mode), per-request and tracing cost, PII detection (bench/)"
 	@echo "make validators  regenerate chalicelib/generated/ after editing a JSON Schema"
+	@echo "make audit-verify [DATE=YYYY-MM-DD]  check the local audit trail of a UTC day (default today)"
 
 venv: $(VENV)/.installed
 
@@ -135,6 +136,11 @@ audit-deps: venv
 configure: venv
 	@test -n "$(ENV)" || { echo "usage: make configure ENV=<env file | stack prefix> (infra/README.md, Deploying)"; exit 1; }
 	$(BIN)/python scripts/configure.py $(ENV)
+
+# Every link and head of a day of $(GARDEN_HOME)/audit (admin_cli/audit.py); exit 1 on any break.
+# The S3 trail: garden-admin audit verify --date YYYY-MM-DD --bucket NAME.
+audit-verify: venv
+	$(BIN)/garden-admin audit verify --home "$(GARDEN_HOME)" --date $(or $(DATE),$(shell date -u +%Y-%m-%d))
 
 # The JSON Schemas compiled to plain Python (no validator library in the Lambda); a test checks freshness.
 validators: venv

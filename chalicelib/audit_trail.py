@@ -12,8 +12,9 @@ Checkpoint signature:
   KMS; an auditor verifies with KMS `Verify` (or the public key) and can sign nothing.
 - Locally (unset): HMAC-SHA256 under `$GARDEN_HOME/keys/audit-checkpoint.key` (0600).
 Both unset on a Lambda means per-container keys under /tmp: the prod stage must set both
-(README "Audit trail"). Checkpoints every `GARDEN_AUDIT_CHECKPOINT_EVERY` records (100) or
-`GARDEN_AUDIT_CHECKPOINT_S` seconds (60); chains are registered where the ledger lives (GARDEN_STORE).
+(README "Audit trail"). Checkpoints every `GARDEN_AUDIT_CHECKPOINT_EVERY` records (100 with KMS,
+1 with the local key) or `GARDEN_AUDIT_CHECKPOINT_S` seconds (60); chains are registered where the
+ledger lives (GARDEN_STORE).
 """
 from __future__ import annotations
 
@@ -98,7 +99,9 @@ def build_audit_trail(settings: Any, sink: AuditSink, telemetry: Any, aws_client
         body_key = OnFirstUse(lambda: local_key(keys / BODY_KEY_FILE))
     return ChainedAudit(sink, registry=OnFirstUse(lambda: chain_registry(settings, aws_client)), signer=signer,
                         body_key=body_key, on_error=telemetry.fault,
-                        every_n=_positive(env, "GARDEN_AUDIT_CHECKPOINT_EVERY", 100),
+                        # KMS: a Sign round trip per checkpoint, so one per 100 records; locally an
+                        # HMAC and a SQLite write (~70 us): every record, so the head covers them all.
+                        every_n=_positive(env, "GARDEN_AUDIT_CHECKPOINT_EVERY", 100 if signing_key else 1),
                         every_s=float(_positive(env, "GARDEN_AUDIT_CHECKPOINT_S", 60)))
 
 
