@@ -13,6 +13,7 @@ import requests
 from botocore.credentials import Credentials
 from local_server import serve
 from support import BLOCK_KEY_ID, KEY_ID, QUOTA_KEY_ID, SECRET
+from tracing.otlp_receiver import otlp_receiver, tracing_env
 
 from client.garden_auth import SigV4RequestsAuth
 
@@ -20,7 +21,7 @@ CANARY = "CANARY-q7Zx9-memoryless-0c4f"
 
 
 def test_no_canary_anywhere_the_gateway_writes(tmp_path: Path) -> None:
-    with serve(tmp_path) as server:
+    with otlp_receiver() as receiver, serve(tmp_path, tracing_env(receiver)) as server:
         url = f"{server.base_url}/v1/chat/completions"
 
         def post(body: object, key_id: str = KEY_ID, secret: str = SECRET) -> requests.Response:
@@ -74,6 +75,9 @@ def test_no_canary_anywhere_the_gateway_writes(tmp_path: Path) -> None:
     written = [p for p in server.home.rglob("*") if p.is_file()] + [server.output]
     hits = [str(p) for p in written if CANARY.encode() in p.read_bytes()]
     assert hits == []
+    # Nor in the exported spans (content capture asked for), one trace per request (chalicelib/tracing/).
+    assert CANARY.encode() not in receiver.raw()
+    assert sum(s.kind == "SERVER" for s in receiver.spans()) == len(statuses)
     # And the search was not vacuous: the gateway did write an audit line and a log line per request.
     audit_lines = [line for p in (server.home / "audit").rglob("*.jsonl") for line in p.read_text().splitlines()]
     assert len(audit_lines) == len(statuses)
@@ -88,7 +92,8 @@ def test_no_canary_anywhere_embeddings_write(tmp_path: Path) -> None:
 
     catalog = tmp_path / "embedding-catalog.json"
     catalog.write_text(json.dumps(embedding_catalog()))
-    with serve(tmp_path, env={"GARDEN_CATALOG": str(catalog)}) as server:
+    with otlp_receiver() as receiver, \
+            serve(tmp_path, env={"GARDEN_CATALOG": str(catalog), **tracing_env(receiver)}) as server:
         url = f"{server.base_url}/v1/embeddings"
 
         def post(body: object, key_id: str = KEY_ID) -> requests.Response:
@@ -122,6 +127,8 @@ def test_no_canary_anywhere_embeddings_write(tmp_path: Path) -> None:
 
     written = [p for p in server.home.rglob("*") if p.is_file()] + [server.output]
     assert [str(p) for p in written if CANARY.encode() in p.read_bytes()] == []
+    assert CANARY.encode() not in receiver.raw()
+    assert sum(s.kind == "SERVER" for s in receiver.spans()) == len(statuses)
     audit_lines = [line for p in (server.home / "audit").rglob("*.jsonl") for line in p.read_text().splitlines()]
     assert len(audit_lines) == len(statuses)
     output = server.output.read_text()

@@ -13,6 +13,7 @@ from botocore.credentials import Credentials
 from fakes.openai_server import Fail, FakeOpenAI, Reply, StreamError
 from local_server import serve
 from support import KEY_ID, SECRET, TEST_CATALOG
+from tracing.otlp_receiver import otlp_receiver, tracing_env
 
 from client.garden_auth import SigV4RequestsAuth
 
@@ -44,7 +45,7 @@ def test_no_canary_anywhere_the_gateway_writes_through_the_openai_provider(tmp_p
         catalog_path = tmp_path / "openai-catalog.json"
         catalog_path.write_text(json.dumps(catalog(upstream.base_url)))
         env = {"GARDEN_CATALOG": str(catalog_path), "GARDEN_TEST_TIER_KEY": KEY}
-        with serve(tmp_path, env) as server:
+        with otlp_receiver() as receiver, serve(tmp_path, {**env, **tracing_env(receiver)}) as server:
             auth = SigV4RequestsAuth(region="us-east-1", credentials=Credentials(KEY_ID, SECRET))
 
             def post(path: str, body: dict[str, Any]) -> requests.Response:
@@ -83,6 +84,8 @@ def test_no_canary_anywhere_the_gateway_writes_through_the_openai_provider(tmp_p
     written = [p for p in server.home.rglob("*") if p.is_file()] + [server.output]
     assert [str(p) for p in written if CANARY.encode() in p.read_bytes()] == []
     assert [str(p) for p in written if KEY.encode() in p.read_bytes()] == []
+    # Nor in the exported spans (content capture asked for), the upstream's quoting errors included.
+    assert receiver.spans() and CANARY.encode() not in receiver.raw() and KEY.encode() not in receiver.raw()
     audit_lines = [line for p in (server.home / "audit").rglob("*.jsonl") for line in p.read_text().splitlines()]
     assert len(audit_lines) == len(responses)
     output = server.output.read_text()

@@ -126,3 +126,9 @@ def by_request(spans: list[ExportedSpan]) -> dict[str, list[ExportedSpan]]:
     for span in spans:
         traces.setdefault(span.trace_id, []).append(span)
     return traces
+
+
+def tracing_env(receiver: OtlpReceiver) -> dict[str, str]:
+    """A served gateway's environment that exports its traces to `receiver`, with the GenAI
+    conventions' opt-in for prompt and completion content asked for (the gateway never honours it)."""
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}
