@@ -11,7 +11,7 @@ cfnlint_api = pytest.importorskip("cfnlint.api", reason="cfn-lint is not install
 def test_there_are_templates():
     names = {p.name for p in TEMPLATES}
     assert {"data-plane.yaml", "bu-key.yaml", "operations-bedrock-role.yaml",
-            "litellm-ecs.yaml", "sagemaker-endpoint.yaml"} <= names
+            "litellm-ecs.yaml", "sagemaker-endpoint.yaml", "observability.yaml"} <= names
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
