@@ -44,12 +44,17 @@ def run_once(argv: list[str], env: dict[str, str], base_env: dict[str, str] | No
     return wall_ms, usage.ru_maxrss / 1024, detail
 
 
-def lambda_layout(app: str = "gateway", bytecode: bool = True) -> Path:
+def lambda_layout(app: str = "gateway", bytecode: bool = True, revision: str | None = None) -> Path:
     """The files a Lambda package holds: app.py, chalicelib/ and Chalice's own app.py and
     __init__.py. With `bytecode`, checked-hash .pyc beside each, as `make package` ships them
-    (scripts/add_bytecode.py); without, what plain `chalice package` ships."""
+    (scripts/add_bytecode.py); without, what plain `chalice package` ships. `revision`: the gateway's
+    files as that git revision has them (a before/after comparison), else the working tree's."""
     out = Path(tempfile.mkdtemp(prefix="garden-lambda-"))
-    if app == "gateway":
+    if app == "gateway" and revision:
+        archive = subprocess.run(["git", "archive", revision, "app.py", "chalicelib"], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    elif app == "gateway":
         shutil.copy2(ROOT / "app.py", out / "app.py")
         shutil.copytree(ROOT / "chalicelib", out / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
     else:

@@ -16,6 +16,7 @@ The two run interleaved (the order alternating each round) so that load on the s
 falls on both alike; medians of wall time (spawn to exit) and of peak RSS, and the largest peak.
 
     .venv/bin/python bench/prod_cold_start.py [rounds]
+    .venv/bin/python bench/prod_cold_start.py --before REV [rounds]  # + REV's prod cold start, same rounds
     .venv/bin/python bench/prod_cold_start.py --profile [file]    # one prod child under cProfile
     .venv/bin/python bench/prod_cold_start.py --importtime        # -X importtime of one prod child
 """
@@ -55,6 +56,8 @@ def bench_catalog() -> dict[str, Any]:
     raw = json.loads((ROOT / "chalicelib" / "defaults" / "catalog.json").read_text(encoding="utf-8"))
     raw = copy.deepcopy(raw)
     raw["apps"][0]["guardrail"].update(bedrock_guardrail_id=GUARDRAIL_ID, bedrock_guardrail_version="1")
+    # Every fresh container leases a share of the day's tokens from the ledger: room for many rounds.
+    raw["apps"][0]["quotas"] = {"tokens_per_day": 10**11}
     return raw
 
 
@@ -143,17 +146,21 @@ def clean_env() -> dict[str, str]:
 METRICS = ("answer", "cpu", "exit", "import", "first", "gc", "rss")
 
 
-def rounds(n: int) -> dict[str, dict[str, list[float]]]:
+def rounds(n: int, before: str | None = None) -> dict[str, dict[str, list[float]]]:
+    """`before`: a git revision whose prod cold start runs in the same rounds too ("prod@<rev>")."""
     first = [sys.executable, str(HERE / "first_request.py")]
     catalog_file = Path(tempfile.mkdtemp(prefix="garden-bench-catalog-")) / "catalog.json"
     catalog_file.write_text(json.dumps(bench_catalog()), encoding="utf-8")
     app_dir = lambda_layout()
-    results: dict[str, dict[str, list[float]]] = {k: {m: [] for m in METRICS} for k in ("local", "prod")}
+    kinds = ["local", "prod"] + ([f"prod@{before}"] if before else [])
+    results: dict[str, dict[str, list[float]]] = {k: {m: [] for m in METRICS} for k in kinds}
     with aws_world(catalog_file) as world:
         envs = child_envs(world, catalog_file, app_dir)
+        if before:
+            envs[f"prod@{before}"] = {**envs["prod"], "BENCH_APP_DIR": str(lambda_layout(revision=before))}
         base = clean_env()
         for i in range(n):
-            order = ("local", "prod") if i % 2 == 0 else ("prod", "local")
+            order = kinds[i % len(kinds):] + kinds[:i % len(kinds)]  # who goes first rotates
             for kind in order:
                 wall, rss, detail = run_once(first, {**envs[kind], **fresh_home()}, base_env=base)
                 row = results[kind]
@@ -176,6 +183,7 @@ def report(results: dict[str, dict[str, list[float]]], n: int) -> dict[str, floa
           f"{'RSS MB':>7} {'max RSS':>8}")
     labels = {"local": "local adapters + 1 chat (local-echo)",
               "prod": "prod adapters + 1 chat (Bedrock, STS)"}
+    labels.update({k: f"  same, {k[5:]}" for k in results if k.startswith("prod@")})
     for kind, label in labels.items():
         r = results[kind]
         print(f"{label:40} {median(r['answer']):8.1f} {median(r['cpu']):7.1f} {median(r['import']):7.1f} "
@@ -216,8 +224,11 @@ def main() -> None:
     if args and args[0] == "--importtime":
         sys.stdout.write(one_prod_child({}, ["-X", "importtime"]))
         return
+    before = None
+    if args and args[0] == "--before":  # --before REV: that revision's prod cold start in the same rounds
+        before, args = args[1], args[2:]
     n = int(args[0]) if args else 9
-    report(rounds(n), n)
+    report(rounds(n, before), n)
 
 
 if __name__ == "__main__":
