@@ -5,7 +5,8 @@ DNS-rebound name or another local user must not reach it:
   (`HttpOnly; SameSite=Strict; Path=/`) on the first visit, and every request needs that cookie;
 - `Host` must be the console's own (127.0.0.1:<port> or localhost:<port>): a DNS-rebound name that
   resolves to 127.0.0.1 carries its own host name;
-- `Origin`, when present, and `Sec-Fetch-Site: cross-site` refuse cross-site requests;
+- `Origin`, when present, must be the console's own; `Sec-Fetch-Site: cross-site` is refused, and
+  `same-site` (another port of this host) may not read /api/;
 - only GET and HEAD: changes stay with the CLI and the admin API.
 
 Pure decisions, no I/O: server.py renders them.
@@ -60,8 +61,13 @@ class Door:
         origin = headers.get("origin")
         if origin is not None and origin not in self.origins:
             return Decision(403, "cross-origin requests are refused")
-        if headers.get("sec-fetch-site") == "cross-site":
+        fetch_site = headers.get("sec-fetch-site")
+        if fetch_site == "cross-site":
             return Decision(403, "cross-site requests are refused")
+        if fetch_site == "same-site" and urlsplit(target).path.startswith("/api/"):
+            # Another port of this host is the same site (its cookies too): its pages may link here,
+            # but not fetch the figures, even where the browser sends no Origin (a no-cors GET).
+            return Decision(403, "only the console's own pages read its API")
         if method not in READ_METHODS:
             return Decision(405, "the console is read-only: changes go through garden-admin",
                             {"Allow": ", ".join(READ_METHODS)})

@@ -35,7 +35,13 @@ def console(args: argparse.Namespace, ctx: Context) -> int:
     print(f"garden-admin console: serving the admin API of {url} on 127.0.0.1 only; "
           "Ctrl-C stops it", file=sys.stderr, flush=True)
     if not getattr(args, "no_browser", False):
-        webbrowser.open(server.url)
+        try:
+            opened = webbrowser.open(server.url)
+        except Exception:  # no usable browser here (a server, a container): the printed URL is enough
+            opened = False
+        if not opened:
+            print("garden-admin console: no browser could be opened: open the URL above", file=sys.stderr,
+                  flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -13,7 +13,9 @@ import pytest
 from console_support import Console, ConsoleGarden, console_garden, running_console
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                  # A rebinding name: rebound.test resolves to 127.0.0.1, as an attacker's DNS would make it.
+                  "--host-resolver-rules=MAP rebound.test 127.0.0.1"]
 
 
 def chromium_path() -> str | None:

@@ -6,8 +6,11 @@ screenshot of each page lands in build/test-artifacts/console/."""
 from __future__ import annotations
 
 import csv
+import http.server
 import io
 import re
+import threading
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterator
@@ -200,3 +203,47 @@ def _usd(cost: float) -> str:
     text = format(Decimal(repr(cost)).quantize(Decimal("0.00000001")), ",f").rstrip("0")
     whole, _, frac = text.partition(".")
     return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def test_in_the_browser_a_rebound_name_and_another_origin_get_nothing(tab: Tab, browser: Any) -> None:
+    """DNS rebinding: a name that resolves to 127.0.0.1 reaches the console's port, but its Host is
+    not the console's. Cross-origin: a page of another port of this host (the same site, so the
+    SameSite=Strict cookie rides along) fetches the console's API: refused, and nothing readable."""
+    console = tab.console
+    page = browser.new_page()
+    try:
+        answer = page.goto(f"http://rebound.test:{console.port}/?token={console.token}")
+        assert answer is not None and answer.status == 403
+        answer = page.goto(f"http://rebound.test:{console.port}/api/usage")
+        assert answer is not None and answer.status == 403
+        attack = (f'<!doctype html><title>waiting</title><script>fetch("{console.base}/api/usage", '
+                  '{credentials: "include"}).then((r) => r.text()).then((t) => { document.title = "read " + t; })'
+                  '.catch(() => { document.title = "blocked"; });</script>').encode()
+
+        class Attacker(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(attack)))
+                self.end_headers()
+                self.wfile.write(attack)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        try:
+            before = "".join(console.stderr).count("GET /api/usage 403")
+            page.goto(f"http://127.0.0.1:{other.server_address[1]}/attack.html")
+            page.wait_for_function("document.title !== 'waiting'", timeout=15_000)
+            assert page.title() == "blocked"
+            deadline = time.monotonic() + 10  # the console refused it (not only the browser's CORS)
+            while "".join(console.stderr).count("GET /api/usage 403") <= before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "".join(console.stderr).count("GET /api/usage 403") > before
+        finally:
+            other.shutdown()
+            other.server_close()
+    finally:
+        page.close()

@@ -82,6 +82,12 @@ def test_foreign_origin_is_refused(console: Console) -> None:
     for origin in ("http://evil.example", "null", f"https://127.0.0.1:{console.port}", "http://127.0.0.1:1"):
         assert get(console, "/api/apps", cookies, Origin=origin).status_code == 403, origin
     assert get(console, "/api/apps", cookies, **{"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert get(console, "/", cookies, **{"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    # Another port of this host is the same site: a link to a page is fine, reading the API is not.
+    assert get(console, "/api/apps", cookies, **{"Sec-Fetch-Site": "same-site"}).status_code == 403
+    assert get(console, "/", cookies, **{"Sec-Fetch-Site": "same-site"}).status_code == 200
+    for own in ("same-origin", "none"):
+        assert get(console, "/api/apps", cookies, **{"Sec-Fetch-Site": own}).status_code == 200
 
 
 def test_read_only_every_other_method_is_405(console: Console) -> None:
