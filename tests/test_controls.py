@@ -1,5 +1,6 @@
 """`x-garden-controls` on every /v1 answer, through the gateway as `make run` serves it: which controls
-ran and what each decided, never content (a canary in every prompt must not reach the header)."""
+ran and what each decided, never content (a canary in every prompt must not reach the header). The
+fail modes run in process, where a failing detector, guardrail or store can stand at its port."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,12 @@ import pytest
 import requests
 from botocore.credentials import Credentials
 from local_server import Server, serve
-from support import BLOCK_KEY_ID, KEY_ID, OTHER_KEY_ID, QUOTA_KEY_ID, SECRET, TEST_CATALOG
+from support import BLOCK_KEY_ID, KEY_ID, OTHER_KEY_ID, QUOTA_KEY_ID, SECRET, TEST_CATALOG, running_garden
+from test_fail_modes import DownDetector, DownGuardrail, MaskingGuardrail, audit_lines
+from test_fail_modes import catalog as fail_catalog
+from test_limits import ask, unreachable_store
+from test_limits import catalog as limits_catalog
+from test_limits import garden as limits_garden
 
 from client.garden_auth import SigV4RequestsAuth
 from test_embeddings import embedding_catalog
@@ -132,3 +138,35 @@ def test_a_request_too_large_ran_no_control(served: Server) -> None:
     response = chat(served, CANARY + "x" * 2_000_000)
     assert response.status_code == 413
     assert set(controls(response).values()) == {"not-run"}
+
+
+# -- fail modes, in process (the adapters that fail stand at their ports) -------------------------
+
+
+@pytest.mark.parametrize(("overrides", "fail_open", "status", "expected"), [
+    ({"pii": DownDetector()}, True, 200, {"pii-in": "fail-open", "pii-out": "fail-open"}),
+    ({"pii": DownDetector()}, False, 503, {"pii-in": "unavailable", "guardrail-in": "not-run"}),
+    ({"guardrail": DownGuardrail()}, True, 200, {"guardrail-in": "fail-open", "guardrail-out": "fail-open"}),
+    ({"guardrail": DownGuardrail()}, False, 503, {"guardrail-in": "unavailable", "pii-out": "not-run"}),
+    ({"guardrail": MaskingGuardrail()}, False, 200, {"guardrail-in": "mask", "guardrail-out": "mask"}),
+], ids=["pii-fail-open", "pii-fail-closed", "guardrail-fail-open", "guardrail-fail-closed", "guardrail-mask"])
+def test_fail_modes_and_masks_say_so_in_the_header_and_the_audit_record(
+        tmp_path: Any, overrides: dict[str, Any], fail_open: bool, status: int, expected: dict[str, str]) -> None:
+    with running_garden(tmp_path, catalog=fail_catalog(fail_open), **overrides) as g:
+        response = g.chat({"model": "local-echo", "messages": [{"role": "user", "content": f"{CANARY} a@b.example"}]})
+        header = response.headers["x-garden-controls"]
+        (record,) = audit_lines(g.home)
+    assert response.status_code == status
+    assert CANARY not in header
+    parsed = dict(part.split("=", 1) for part in header.split("; "))
+    assert {k: parsed[k] for k in expected} == expected
+    # The auditor's copy says what the app was told.
+    assert "; ".join(f"{k}={record['controls'].get(k, 'not-run')}" for k in parsed) == header
+
+
+def test_a_quota_store_down_with_fail_open_is_unmetered(tmp_path: Any) -> None:
+    cat = limits_catalog({"tokens_per_day": 10_000}, on_store_unavailable="fail_open")
+    with limits_garden(tmp_path, cat, ledger=unreachable_store()) as g:
+        served = ask(g)
+    assert served.status_code == 200
+    assert served.headers["x-garden-controls"].startswith("identity=sigv4-local; quota=unmetered; pii-in=none")
