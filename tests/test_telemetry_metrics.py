@@ -15,7 +15,10 @@ from support import BLOCK_KEY_ID, KEY_ID, QUOTA_KEY_ID, SECRET, TEST_CATALOG
 from test_router import OK, REQUEST, Clock, Scripted, app, model, router
 
 from chalicelib import errors
+from chalicelib.catalog import App, BusinessUnit, Deployment, GuardrailPolicy, Model, PiiPolicy, Quotas
+from chalicelib.quota import QuotaKeeper
 from chalicelib.record import RequestRecord
+from chalicelib.store.sqlite import SqliteLedger
 from chalicelib.telemetry import NAMESPACE, audit_failure_metric, emf_metrics
 
 from client.garden_auth import SigV4RequestsAuth
@@ -166,3 +169,24 @@ def test_audit_write_failures_have_a_service_wide_series() -> None:
     record = RequestRecord("r", "2026-11-29T10:00:00.000+00:00", "chat.completions", business_unit="bu")
     line = {**record.to_dict(), **audit_failure_metric(record)}
     assert {("AuditWriteFailures", ()), ("AuditWriteFailures", ("BusinessUnit",))} <= set(assert_valid_emf(line))
+
+
+@pytest.mark.parametrize(("now_iso", "to_date_usd"), [
+    ("2026-11-16T00:00:00+00:00", 15.0),  # half of November: half of the $30 budget is due
+    ("2026-11-01T01:00:00+00:00", 1.0),  # the first day counts whole: one day's budget
+])
+def test_budget_pace_is_spend_over_the_budget_to_date(tmp_path: Any, now_iso: str, to_date_usd: float) -> None:
+    from datetime import datetime
+
+    now = datetime.fromisoformat(now_iso).timestamp()
+    keeper = QuotaKeeper(SqliteLedger(tmp_path / "l.db"), 25, clock=lambda: now)
+    unit = BusinessUnit("bu", usd_per_month=30.0)
+    priced = Model("m", "x", 1000, 0.003, 0.015, (Deployment("fake", "d", "d"),))
+    caller = App("a", "bu", ("arn:aws:iam::111122223333:role/r",), frozenset({"m"}), PiiPolicy({}, {}),
+                 GuardrailPolicy(), Quotas())
+    first = keeper.reserve(caller, 1000, 1000, "r1", model=priced, unit=unit)  # holds $0.018
+    assert first.budget_pace == round(0.018 / to_date_usd, 4)
+    keeper.settle(first, 2000, 0.018)
+    second = keeper.reserve(caller, 1000, 1000, "r2", model=priced, unit=unit)  # spent + its own hold
+    assert second.budget_pace == round(0.036 / to_date_usd, 4)
+    assert keeper.reserve(caller, 10, 10, "r3", model=priced, unit=BusinessUnit("bu")).budget_pace is None
