@@ -14,6 +14,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -121,6 +122,7 @@ def send_traffic(garden: ConsoleGarden) -> None:
         for _ in range(times):
             status = _chat(url, garden.traffic.apps[app_id], model, text)
             garden.traffic.statuses.setdefault(app_id, []).append(status)
+    record_last_month(garden.server.home)
     # markets-desk until its tokens_per_day refuses it twice (about 20 requests; bounded).
     statuses = garden.traffic.statuses.setdefault("markets-desk", [])
     for _ in range(60):
@@ -129,6 +131,26 @@ def send_traffic(garden: ConsoleGarden) -> None:
         if statuses.count(429) >= 2:
             break
     assert statuses.count(429) >= 2, statuses
+
+
+def last_month() -> str:
+    first = datetime.now(timezone.utc).date().replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m")
+
+
+def record_last_month(home: Path) -> None:
+    """A closed month with usage, for the chargeback page: events of last month's days written through
+    the gateway's own local usage store (requests cannot be sent in the past)."""
+    from chalicelib.usage import UsageEvent
+    from chalicelib.usage_store.sqlite import SqliteUsageStore
+
+    store = SqliteUsageStore(home / "garden.sqlite3")
+    month = last_month()
+    for app_id, bu, day, cost_units in (("markets-desk", "markets", "15", 12_345_678),
+                                        ("test-app", "retail-banking", "03", 250_000_000),
+                                        ("test-app", "retail-banking", "28", 1)):
+        store.record(UsageEvent(app_id=app_id, business_unit=bu, model="local-echo", day=f"{month}-{day}",
+                                outcome="ok", prompt_tokens=1000, completion_tokens=500, cost_units=cost_units))
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 import pytest
-from console_support import ARTIFACTS, CANARIES, Console, ConsoleGarden
+from console_support import ARTIFACTS, CANARIES, Console, ConsoleGarden, last_month
 
 PAGES = {"overview": "/", "app": "/app.html?id=markets-desk", "changes": "/changes.html",
          "chargeback": "/chargeback.html"}
@@ -193,9 +193,30 @@ def test_chargeback_month_to_date_and_the_csv_downloads(tab: Tab, garden: Consol
              Decimal(repr(r["cost_usd"]))) for r in expected]
         assert all(re.fullmatch(r"\d+\.\d{8}", p["cost_usd"]) for p in parsed)
         (ARTIFACTS / f"chargeback-{month}-{bu}.csv").write_text(body)
-    # Closed months are offered too.
+    # Closed months are offered too: last month's, with usage, picked in the form.
     options = page.locator("#month option").all_text_contents()
     assert len(options) >= 13 and "(to date)" not in options[1]
+    closed = last_month()
+    summary = garden.admin_get(f"chargeback/{closed}").json()
+    assert summary["closed"] is True and summary["total"]["cost_usd"] == "2.62345679"
+    assert options[1] == f"{closed} ($2.62345679)"
+    page.locator("#month").select_option(closed)
+    page.locator("#month-form button").click()
+    page.wait_for_url(f"**/chargeback.html?month={closed}")
+    page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
+    assert tab.messages == [] and page.locator("#error").is_hidden()
+    assert page.locator("#cb-total").get_attribute("data-value") == summary["total"]["cost_usd"]
+    assert page.locator("#cb-total").text_content() == "$2.62345679"
+    assert "closed" in page.locator("#month-label").text_content()
+    shown = {r["business_unit"]: r for r in cells(page, "cb-table")}
+    assert {bu: shown[bu]["cost_usd"] for bu in shown} == {
+        u["business_unit"]: u["cost_usd"] for u in summary["business_units"]}
+    with page.expect_download() as info:
+        page.locator('.csv[data-business-unit="retail-banking"] a.button').click()
+    body = open(info.value.path(), encoding="utf-8").read()
+    assert body == garden.admin_get(f"chargeback/{closed}/retail-banking").text
+    assert body.splitlines()[1] == "test-app,local-echo,2,2000,1000,3000,2.50000001"
+    page.screenshot(path=str(ARTIFACTS / "chargeback-closed-month.png"), full_page=True)
 
 
 def _usd(cost: float) -> str:

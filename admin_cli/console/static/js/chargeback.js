@@ -61,7 +61,7 @@ async function main() {
     { key: "used", label: "Used", numeric: true, meter: true, format: (v) => percent(v) },
     { key: "requests", label: "Requests", numeric: true, format: count },
     { key: "tokens", label: "Tokens", numeric: true, format: count },
-    { key: "csv", label: "CSV", link: (r) => `/api/${csvPath(month, r.business_unit)}`, format: () => "download" },
+    { key: "csv", label: "File", link: (r) => `/api/${csvPath(month, r.business_unit)}`, format: () => "CSV" },
   ], rows, { empty: "No business unit used the gateway or has a budget in this month.",
     footer: { business_unit: "Total", cost_usd: summary.total.cost_usd, cost_usd_cents: summary.total.cost_usd_cents,
       requests: summary.total.requests, tokens: summary.total.tokens } });

@@ -153,9 +153,9 @@ export function table(container, columns, rows, { caption, empty = "No usage in 
   if (footer) {
     parts.push(el("tfoot", {}, el("tr", {}, columns.map((c) => {
       const value = footer[c.key];
-      const text = value === undefined ? "" : (c.format && typeof value === "number" ? c.format(value, footer) : value);
+      const text = value === undefined ? "" : (c.format ? c.format(value, footer) : value);
       return el("td", { class: c.numeric ? "num" : null, "data-key": c.key,
-        "data-value": typeof value === "number" ? String(value) : null, text });
+        "data-value": value === undefined ? null : String(value), text });
     }))));
   }
   target.append(el("table", {}, caption ? el("caption", { text: caption }) : [], parts));
