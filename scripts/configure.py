@@ -42,7 +42,11 @@ REQUIRED = ("REGION", "ACCOUNT_ID", "LEDGER_TABLE_ARN", "AUDIT_BUCKET_ARN", "CHA
 # vendor/ (unset: the prod stage refuses every /v1 request until one is packaged, catalog_source.py).
 DEFAULTS = {"THROTTLE_RATE_LIMIT": "500", "THROTTLE_BURST_LIMIT": "1000", "RESERVED_CONCURRENCY": "600"}
 OPTIONAL = ("ADMIN_PRINCIPALS", "ADMIN_READERS", "CATALOG_FILE", "BEDROCK_REGION",
-            "API_KEY_PARAMETERS", "API_KEY_KMS_KEY_ARN", "LITELLM_URL", "SAGEMAKER_ENDPOINTS")
+            "API_KEY_PARAMETERS", "API_KEY_KMS_KEY_ARN", "LITELLM_URL", "SAGEMAKER_ENDPOINTS",
+            "AUDIT_SIGNING_KEY_ARN", "AUDIT_BODY_SECRET_ARN")
+# Values that are both a stage variable and a policy placeholder, when the data plane has them: the
+# audit trail's checkpoint signing key and request-body HMAC secret (chalicelib/audit_trail.py).
+STAGE_VARIABLES = {"AUDIT_SIGNING_KEY_ARN": "GARDEN_AUDIT_SIGNING_KEY", "AUDIT_BODY_SECRET_ARN": "GARDEN_AUDIT_BODY_SECRET"}
 _ACCOUNT = re.compile(r"arn:aws[a-z-]*:cloudformation:[^:]+:(\d{12}):stack/")
 
 
@@ -80,6 +84,8 @@ def from_stacks(prefix: str, client: Any) -> dict[str, str]:
         "BU_KEYS": json.dumps(bu_keys) if bu_keys else "",
         "GUARDRAIL_ID": guard.get("GuardrailId", ""),
         "GUARDRAIL_VERSION": guard.get("GuardrailVersion", ""),
+        "AUDIT_SIGNING_KEY_ARN": data.get("AuditSigningKeyArn", ""),
+        "AUDIT_BODY_SECRET_ARN": data.get("AuditBodySecretArn", ""),
     }
     return {k: v for k, v in values.items() if v}
 
@@ -95,7 +101,7 @@ def gather(source: str, environ: Mapping[str, str], env_file: Path | None = None
            cloudformation: Callable[[], Any] | None = None) -> dict[str, str]:
     """Every value: from the source (an env file, or the stacks of a prefix), then the environment
     and --env-file for what the source does not hold (the source wins where both have a value)."""
-    known = set(REQUIRED) | set(OPTIONAL) | set(DEFAULTS)
+    known = set(REQUIRED) | set(OPTIONAL) | set(DEFAULTS) | _placeholders()
     values = {k: v for k, v in environ.items() if k in known and v.strip()}
     if env_file is not None:
         values.update({k: v for k, v in read_env_file(env_file).items() if v.strip()})
@@ -107,6 +113,12 @@ def gather(source: str, environ: Mapping[str, str], env_file: Path | None = None
     else:
         raise ConfigureError(f"ENV={source!r}: neither an env file nor a stack prefix")
     return {**DEFAULTS, **values}
+
+
+def _placeholders() -> set[str]:
+    """Every ${NAME} of the policy templates: a value a later template needs passes through too."""
+    return {name for source in RENDERED for name in re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}",
+                                                               (ROOT / "infra" / source).read_text())}
 
 
 def _cloudformation() -> Any:
@@ -164,7 +176,8 @@ def prod_stage(values: Mapping[str, str], current: Mapping[str, Any], project: P
         "GARDEN_BEDROCK_GUARDRAIL_ID": values["GUARDRAIL_ID"],
         "GARDEN_BEDROCK_GUARDRAIL_VERSION": values["GUARDRAIL_VERSION"],
     })
-    for key, var in (("ADMIN_PRINCIPALS", "GARDEN_ADMIN_PRINCIPALS"), ("ADMIN_READERS", "GARDEN_ADMIN_READERS")):
+    for key, var in (("ADMIN_PRINCIPALS", "GARDEN_ADMIN_PRINCIPALS"), ("ADMIN_READERS", "GARDEN_ADMIN_READERS"),
+                     *STAGE_VARIABLES.items()):
         if values.get(key):
             env[var] = values[key]
         else:
@@ -213,6 +226,8 @@ def merge_template(values: Mapping[str, str], current: Mapping[str, Any]) -> dic
 def configure(values: Mapping[str, str], chalice_dir: Path) -> list[Path]:
     """Write the prod stage, its policies and its merge template; nothing unless all of them render."""
     config_path, merge_path = chalice_dir / "config.json", chalice_dir / "merge-prod.json"
+    if not config_path.is_file():
+        raise ConfigureError(f"{config_path} not found: --chalice-dir names the project's .chalice/")
     config = json.loads(config_path.read_text())
     config["stages"][STAGE] = prod_stage(values, config["stages"][STAGE], chalice_dir.resolve().parent)
     policy_values = {k: v for k, v in values.items() if k not in DEFAULTS}

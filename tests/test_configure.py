@@ -118,6 +118,10 @@ def test_configure_from_stack_outputs_writes_the_prod_stage(tmp_path: Path, stac
                   f"arn:aws:bedrock:{REGION}:{account}:guardrail/gr0moto0001"):
         assert value in policy
     assert "${" not in policy and "SsmOnly" not in policy  # no phase 2 values: no phase 2 statement
+    for output, variable in (("AuditSigningKeyArn", "GARDEN_AUDIT_SIGNING_KEY"),
+                             ("AuditBodySecretArn", "GARDEN_AUDIT_BODY_SECRET")):
+        if output in data:  # the audit trail's anchors, where the data plane makes them
+            assert env[variable] == data[output] and data[output] in policy
     throttle = json.loads((project / ".chalice" / "merge-prod.json").read_text())["Resources"]["RestAPI"]
     assert throttle["Properties"]["MethodSettings"] == [{"ResourcePath": "/*", "HttpMethod": "*",
                                                          "ThrottlingRateLimit": 500, "ThrottlingBurstLimit": 1000}]
