@@ -145,7 +145,9 @@ def guard(event: Any, get_response: Callable[[Any], Response]) -> Response:
 def _with_controls(event: Any, response: Response) -> Response:
     """Every /v1 answer says which controls ran: one the pipeline never saw (an unknown /v1 route, a
     method Chalice refused, a fault before the pipeline) says none did (controls.py)."""
-    path = (getattr(event, "context", None) or {}).get("path") or ""
+    context = getattr(event, "context", None) or {}
+    # The route's template: in Lambda, `path` carries the API Gateway stage (/api/v1/...).
+    path = context.get("resourcePath") or context.get("path") or ""
     if path.startswith("/v1") and not any(k.lower() == controls.HEADER for k in response.headers):
         response.headers.update(controls.not_run_header())
     return response
