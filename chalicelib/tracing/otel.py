@@ -146,7 +146,8 @@ class RequestTraceImpl:
         self._tracer = tracing._tracer
         self.root = root
         self.recording = root.is_recording()
-        self.stack: list[Any] = [root]
+        # Open spans, innermost last, each with its context once a child asked for it.
+        self.stack: list[tuple[Any, Any]] = [(root, None)]
         self.record: RequestRecord | None = None  # set by the frame: AWS call spans name app and model
 
     def span(self, name: str, attrs: Mapping[str, Value | None] | None = None, client: bool = False) -> Any:
@@ -156,13 +157,16 @@ class RequestTraceImpl:
 
     def start(self, name: str, attrs: Mapping[str, Value | None] | None, kind: SpanKind) -> Any:
         """A span under the innermost open one, not made current (AWS calls: leaves)."""
-        context = otel_trace.set_span_in_context(self.stack[-1])
+        parent, context = self.stack[-1]
+        if context is None:  # made once per parent: most spans are children of the root
+            context = otel_trace.set_span_in_context(parent)
+            self.stack[-1] = (parent, context)
         clean = {k: v for k, v in attrs.items() if v is not None} if attrs else None
         return self._tracer.start_span(name, context=context, kind=kind, attributes=clean,
                                        record_exception=False, set_status_on_exception=False)
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
-        self._tracing.inject(self.stack[-1], headers)
+        self._tracing.inject(self.stack[-1][0], headers)
 
     def finish(self, record: RequestRecord, flush_until: float) -> None:
         del self.stack[1:]  # a scope an exception skipped past: nothing is left open
@@ -186,12 +190,12 @@ class _Scope:
 
     def __enter__(self) -> "_Scope":
         self.span = self._trace.start(self._name, self._attrs, self._kind)
-        self._trace.stack.append(self.span)
+        self._trace.stack.append((self.span, None))
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         stack = self._trace.stack
-        if stack and stack[-1] is self.span:
+        if stack and stack[-1][0] is self.span:
             stack.pop()
         if exc is not None:
             mark_failed(self.span, exc)

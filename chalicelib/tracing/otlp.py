@@ -7,8 +7,8 @@ message whose schema has been stable since OTLP 1.0. The encoder below writes th
 `ExportTraceServiceRequest` the gateway emits (resource, scope, spans with attributes, links and
 status; never events, never a status message); tests decode it with opentelemetry-proto.
 
-The transport is the gateway's own HTTP pool (providers/upstream_http.py: http.client, every socket
-operation fitted to a deadline), so an export can never hold a Lambda invocation past its deadline.
+The transport (otlp_http.py) keeps one connection to the collector and fits every socket operation
+to the flush's deadline, so an export can never hold a Lambda invocation past it.
 """
 from __future__ import annotations
 
@@ -22,9 +22,14 @@ from typing import Any, Iterable, Mapping, Sequence
 from chalicelib.telemetry import LOGGER_NAME
 
 _KIND = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5}  # opentelemetry.trace.SpanKind value -> OTLP SpanKind
+_SMALL = [bytes((i,)) for i in range(128)]  # one-byte varints: most lengths, tags and counts
+_CACHE_MAX = 4096  # encoded key=value pairs kept: names, models, verdicts repeat across requests
+_pairs: dict[tuple[str, type, Any], bytes] = {}
 
 
 def _varint(n: int) -> bytes:
+    if 0 <= n < 128:
+        return _SMALL[n]
     if n < 0:
         n += 1 << 64  # int64 in two's complement, as protobuf writes it
     out = bytearray()
@@ -46,44 +51,57 @@ def _string(number: int, text: str) -> bytes:
 
 def _any_value(value: Any) -> bytes:
     if isinstance(value, bool):
-        return _varint(2 << 3) + (b"\x01" if value else b"\x00")
+        return b"\x10\x01" if value else b"\x10\x00"  # field 2, varint
     if isinstance(value, int):
-        return _varint(3 << 3) + _varint(value)
+        return b"\x18" + _varint(value)  # field 3, varint
     if isinstance(value, float):
-        return _varint(4 << 3 | 1) + struct.pack("<d", value)
+        return b"\x21" + struct.pack("<d", value)  # field 4, fixed64
     if isinstance(value, (list, tuple)):
         return _field(5, b"".join(_field(1, _any_value(v)) for v in value))
     return _field(1, str(value).encode("utf-8", "replace"))
 
 
+def _pair(key: str, value: Any) -> bytes:
+    """One `KeyValue` message, from the cache when this pair was seen before."""
+    cacheable = not isinstance(value, (list, tuple))
+    if cacheable:
+        hit = _pairs.get((key, type(value), value))
+        if hit is not None:
+            return hit
+    encoded = _field(1, key.encode("utf-8", "replace")) + _field(2, _any_value(value))
+    if cacheable:
+        if len(_pairs) >= _CACHE_MAX:
+            _pairs.clear()
+        _pairs[(key, type(value), value)] = encoded
+    return encoded
+
+
 def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
-    return b"".join(_field(number, _string(1, key) + _field(2, _any_value(value)))
-                    for key, value in attributes.items())
+    return b"".join(_field(number, _pair(key, value)) for key, value in attributes.items())
 
 
-def _fixed64(number: int, value: int) -> bytes:
-    return _varint(number << 3 | 1) + struct.pack("<Q", value)
+_SERVER = 1  # opentelemetry.trace.SpanKind.SERVER.value: only the request's span carries links
 
 
 def encode_span(span: Any) -> bytes:
     """One `Span` message from an SDK ReadableSpan."""
     context = span.context
-    out = [_field(1, context.trace_id.to_bytes(16, "big")), _field(2, context.span_id.to_bytes(8, "big"))]
+    kind = span.kind.value
+    out = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08", context.span_id.to_bytes(8, "big")]
     if span.parent is not None:
-        out.append(_field(4, span.parent.span_id.to_bytes(8, "big")))
-    out.append(_string(5, span.name))
-    out.append(_varint(6 << 3) + _varint(_KIND.get(span.kind.value, 0)))
-    out.append(_fixed64(7, span.start_time or 0))
-    out.append(_fixed64(8, span.end_time or 0))
-    out.append(_attributes(9, span.attributes))
-    for link in span.links or ():
-        out.append(_field(13, _field(1, link.context.trace_id.to_bytes(16, "big"))
-                          + _field(2, link.context.span_id.to_bytes(8, "big")) + _attributes(4, link.attributes)))
+        out += (b"\x22\x08", span.parent.span_id.to_bytes(8, "big"))
+    out += (_string(5, span.name), b"\x30", _SMALL[_KIND.get(kind, 0)],
+            b"\x39", struct.pack("<Q", span.start_time or 0), b"\x41", struct.pack("<Q", span.end_time or 0),
+            _attributes(9, span.attributes))
+    if kind == _SERVER:
+        for link in span.links or ():
+            out.append(_field(13, b"\x0a\x10" + link.context.trace_id.to_bytes(16, "big") + b"\x12\x08"
+                              + link.context.span_id.to_bytes(8, "big") + _attributes(4, link.attributes)))
     code = span.status.status_code.value  # UNSET 0, OK 1, ERROR 2: as OTLP numbers them
     if code:
-        out.append(_field(15, _varint(3 << 3) + _varint(code)))  # no message, ever
+        out.append(b"\x7a\x02\x18" + _SMALL[code])  # field 15 (Status) holding field 3 (code); no message
     return b"".join(out)
 
 
@@ -120,18 +138,18 @@ class OtlpHttpExporter:
     class, rarely) and the spans are dropped; tracing never fails a request."""
 
     def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float, gzip_body: bool,
-                 resource: Mapping[str, Any], scope: tuple[str, str], pool: Any = None) -> None:
-        from chalicelib.providers.upstream_http import HttpPool
+                 resource: Mapping[str, Any], scope: tuple[str, str]) -> None:
+        from chalicelib.tracing.otlp_http import Collector
 
         self.endpoint = endpoint
-        self._headers = {**headers, "content-type": "application/x-protobuf", "user-agent": "execution-garden"}
+        wire = {**headers, "content-type": "application/x-protobuf", "user-agent": "execution-garden"}
         if gzip_body:
-            self._headers["content-encoding"] = "gzip"
+            wire["content-encoding"] = "gzip"
         self._gzip = gzip_body
         self._timeout_s = timeout_s
         self._resource = dict(resource)
         self._scope = scope
-        self._pool = pool or HttpPool()
+        self._collector = Collector(endpoint, wire)
         self._failures = 0
         self._lock = threading.Lock()
 
@@ -165,16 +183,12 @@ class OtlpHttpExporter:
             body = gzip.compress(body, compresslevel=1)
         until = min(until, monotonic() + self._timeout_s)
         try:
-            response = self._pool.post(self.endpoint, body, self._headers, until)
-            try:
-                response.read_all(64 * 1024)  # drained, so the connection is kept for the next flush
-            finally:
-                response.close()
-            if response.status // 100 == 2:
+            status = self._collector.post(body, until)
+            if status // 100 == 2:
                 return True
-            problem = f"status {response.status}"
+            problem = f"status {status}"
         except Exception as exc:  # a collector down or slow never fails the request
-            problem = type(exc).__name__
+            problem = getattr(exc, "kind", type(exc).__name__)
         self._note_failure(problem)
         return False
 

@@ -4,7 +4,8 @@
   `garden.guardrail.input|output`, `garden.quota.settle`. Untraced, each costs one context-variable
   read and a call.
 - Wrappers the composition root puts around ports when tracing is on (`wrap_ports`): the quota keeper
-  (`garden.quota.reserve`, `.top_up`, `.release`), the audit sink (`garden.audit`) and each provider
+  (`garden.quota.reserve`, `garden.quota.release`; a top-up, one more ledger write, stays in its
+  parent's time: each span costs CPU on every request), the audit sink (`garden.audit`) and each provider
   (one CLIENT span per attempt, named `chat <model>` / `embeddings <model>` as the GenAI semantic
   conventions say). With tracing off nothing is wrapped.
 
@@ -80,12 +81,6 @@ class TracedQuota:
             reservation = self._inner.reserve(*args, **kwargs)
             span.update({"garden.reserved_tokens": reservation.tokens,
                          "garden.quota.unmetered": bool(getattr(reservation, "unmetered", False))})
-            return reservation
-
-    def top_up(self, *args: Any, **kwargs: Any) -> Any:
-        with tracing.span("garden.quota.top_up") as span:
-            reservation = self._inner.top_up(*args, **kwargs)
-            span.set("garden.reserved_tokens", reservation.tokens)
             return reservation
 
     def release(self, *args: Any, **kwargs: Any) -> Any:

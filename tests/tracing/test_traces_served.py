@@ -21,7 +21,7 @@ CANARY = "CANARY-t4Rc8-traces-1b9e"
 CALLER_TRACE, CALLER_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
 CHAT_CHILDREN = ["garden.identity", "garden.quota.reserve", "garden.pii.input", "garden.guardrail.input",
-                 "garden.quota.top_up", "chat echo-1", "garden.guardrail.output", "garden.pii.output",
+                 "chat echo-1", "garden.guardrail.output", "garden.pii.output",
                  "garden.quota.settle", "garden.audit"]
 
 
