@@ -40,6 +40,10 @@ RENDERED = {"policy-prod.json": "policy-prod.json", "policy-sweep.json": "policy
 OPTIONAL = {
     "ApiKeyParametersOnly": "API_KEY_PARAMETERS",
     "ApiKeyParametersDecryptThroughSsmOnly": "API_KEY_PARAMETERS",
+    # The audit trail's anchors (data-plane.yaml outputs AuditSigningKeyArn, AuditBodySecretArn).
+    "AuditCheckpointSigningKeyOnly": "AUDIT_SIGNING_KEY_ARN",
+    "AuditBodySecretOnly": "AUDIT_BODY_SECRET_ARN",
+    "AuditBodySecretDecryptThroughSecretsManagerOnly": "AUDIT_BODY_SECRET_ARN",
 }
 # Values that hold comma-separated items; "${NAME}" standing alone in a list becomes one entry each.
 LISTS = frozenset({"API_KEY_PARAMETERS", "API_KEY_KMS_KEY_ARN", "API_KEY_PARAMETER_ARNS"})
