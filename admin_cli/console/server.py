@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sys
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
@@ -59,6 +60,19 @@ class Handler(BaseHTTPRequestHandler):
         self._serve(body=True)
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse_other
+
+    def __getattr__(self, name: str) -> object:
+        """Any other method (PROPFIND, ...) is refused like POST: 405, not http.server's 501."""
+        if name.startswith("do_"):
+            return self._refuse_other
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, headers too long) with the console's
+        headers, and without echoing the request."""
+        self.close_connection = True
+        text = HTTPStatus(code).phrase.encode("utf-8")
+        self._send(code, text, "text/plain; charset=utf-8", {}, body=getattr(self, "command", None) != "HEAD")
 
     def _serve(self, body: bool) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}

@@ -101,6 +101,16 @@ def test_read_only_every_other_method_is_405(console: Console) -> None:
     assert requests.head(f"{console.base}/", cookies=cookies, timeout=10).status_code == 200
 
 
+def test_any_other_method_and_a_malformed_request_are_refused_with_the_headers(console: Console) -> None:
+    cookies = cookie_of(console)
+    response = requests.request("PROPFIND", f"{console.base}/", cookies=cookies, timeout=10)
+    assert response.status_code == 405 and response.headers["x-frame-options"] == "DENY"
+    with socket.create_connection(("127.0.0.1", console.port), timeout=10) as raw:
+        raw.sendall(b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = raw.recv(4096).decode("latin-1")
+    assert head.startswith("HTTP/1.1 414") and "X-Frame-Options: DENY" in head and "aaaa" not in head
+
+
 def test_security_headers_on_every_answer(console: Console) -> None:
     cookies = cookie_of(console)
     for response in (get(console, "/", cookies), get(console, "/api/apps", cookies), get(console, "/"),
@@ -179,6 +189,18 @@ def test_port_flag_and_url_flag(garden: ConsoleGarden) -> None:
     with running_console(garden, "--url", url, "--port", str(port), env=env) as running:
         assert running.port == port
         assert get(running, "/api/apps", cookie_of(running)).status_code == 200
+
+
+def test_a_gateway_that_does_not_answer_is_a_502_the_page_can_show(garden: ConsoleGarden) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens here once this socket is closed
+    env = {**garden.admin_env(), "GARDEN_URL": f"http://127.0.0.1:{closed}"}
+    with running_console(garden, env=env) as running:
+        answer = get(running, "/api/apps", cookie_of(running))
+        assert answer.status_code == 502
+        assert answer.json()["error"]["code"] == "gateway_unreachable"
+        assert "cannot reach the gateway" in answer.json()["error"]["message"]
 
 
 def test_no_credentials_exit_3_and_no_url_exit_2(garden: ConsoleGarden) -> None:

@@ -66,6 +66,8 @@ async function models(app, range) {
     countCol("requests", "Requests"), countCol("prompt_tokens", "Prompt tokens"), countCol("completion_tokens", "Completion tokens"),
     countCol("cached_tokens", "Cached tokens"), countCol("errors", "Errors"), countCol("rejected", "Rejected"),
   ], rows);
+  document.getElementById("model-chart").closest(".chart").hidden = !rows.length;
+  if (!rows.length) return;
   chart("model-chart", {
     type: "bar",
     data: { labels: rows.map((r) => r.model), datasets: [
