@@ -68,3 +68,23 @@ def test_make_audit_verify_checks_requests_and_admin_changes_and_a_missing_chain
     result = make_verify(home, day)
     assert result.returncode != 0
     assert f"chain missing: record {admin_records[-1]['request_id']}" in result.stdout, result.stdout
+
+
+def test_concurrent_requests_keep_the_chain_in_order(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with serve(tmp_path) as server:
+        app = Credentials(KEY_ID, SECRET)
+
+        def one(i: int) -> int:
+            return requests.post(f"{server.base_url}/v1/chat/completions", timeout=30,
+                                 json={"model": "local-echo", "messages": [{"role": "user", "content": f"q{i}"}]},
+                                 auth=SigV4RequestsAuth(region="us-east-1", credentials=app)).status_code
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            assert set(pool.map(one, range(30))) == {200}
+    (path,) = (server.home / "audit").rglob("*.jsonl")
+    trail = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["seq"] for r in trail] == list(range(1, 31))  # the file's order is the chain's
+    result = make_verify(server.home, trail[0]["timestamp"][:10])
+    assert result.returncode == 0 and "OK: 30 records in 1 chains" in result.stdout, result.stdout
