@@ -149,7 +149,7 @@ def main(argv: list[str]) -> int:
         print(f"check_deploy: {line}", file=sys.stderr)
     if found:
         print(f"check_deploy: {len(found)} problem(s): run `make configure ENV=<stack prefix or env file>` "
-              "with the real values (infra/README.md, Deploying)", file=sys.stderr)
+              "with the real values (README.md, Deploying)", file=sys.stderr)
         return 1
     print("check_deploy: the prod stage holds no placeholder", file=sys.stderr)
     return 0

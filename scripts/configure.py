@@ -38,7 +38,7 @@ REQUIRED = ("REGION", "ACCOUNT_ID", "LEDGER_TABLE_ARN", "AUDIT_BUCKET_ARN", "CHA
             "PLATFORM_KEY_ARN", "BU_KEYS", "GUARDRAIL_ID", "GUARDRAIL_VERSION", "OPS_ROLE_ARN",
             "VPC_ENDPOINT_ID", "SUBNET_IDS", "SECURITY_GROUP_IDS")
 # Optional, with what they default to: the API stage's throttling and the API function's reserved
-# concurrency (infra/README.md, "Deploying"), who may use the admin API, the catalog file shipped in
+# concurrency (README.md, "Deploying"), who may use the admin API, the catalog file shipped in
 # vendor/ (unset: the prod stage refuses every /v1 request until one is packaged, catalog_source.py).
 DEFAULTS = {"THROTTLE_RATE_LIMIT": "500", "THROTTLE_BURST_LIMIT": "1000", "RESERVED_CONCURRENCY": "600"}
 OPTIONAL = ("ADMIN_PRINCIPALS", "ADMIN_READERS", "CATALOG_FILE", "BEDROCK_REGION",
