@@ -4,11 +4,12 @@ Per request: a SERVER span (the caller's W3C `traceparent` as its parent; under 
 `_X_AMZN_TRACE_ID`, so the trace joins API Gateway's and Lambda's segments, with the caller's
 context kept as a link) and child spans for each stage, provider attempt and AWS call.
 
-Export: spans are kept in memory until the request's frame ends, then sent in one OTLP/HTTP
-request (otlp.py), bounded by the request's bookkeeping tail. In Lambda nothing runs between
-invocations (a background export thread would be frozen mid-flight), so the invocation does not
-return before its spans are handed over; to the ADOT layer's Collector on localhost that costs
-about a millisecond, to a remote collector one round trip.
+Export: spans are kept in memory until the request's frame ends, then handed over at once, bounded
+by the request's bookkeeping tail: in Lambda nothing runs between invocations (a background export
+thread would be frozen mid-flight), so the invocation does not return before its spans are gone.
+To an OTLP endpoint when one is set (otlp.py: one POST; to the ADOT layer's Collector on localhost
+about a millisecond, to a remote collector one round trip); under X-Ray without one, to Lambda's
+X-Ray daemon in UDP datagrams (xray_udp.py: nothing waited for).
 """
 from __future__ import annotations
 
@@ -91,10 +92,17 @@ class OtelTracing:
     def from_env(cls, env: Mapping[str, str], xray: bool = False, exporter: Any = None) -> "OtelTracing":
         """OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG) and the
         OTEL_EXPORTER_OTLP_* variables, as the SDK's own configuration reads them. Under X-Ray
-        the endpoint defaults to the ADOT Lambda layer's Collector (localhost:4318)."""
+        with no OTLP endpoint set, spans go to Lambda's X-Ray daemon (xray_udp.py)."""
         resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or "execution-garden",
                                     "service.version": VERSION, **_lambda_resource(env)})
-        exporter = exporter or OtlpHttpExporter.from_env(env, dict(resource.attributes), SCOPE)
+        if exporter is None:
+            endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            if xray and not endpoint:
+                from chalicelib.tracing.xray_udp import XrayDaemonExporter, daemon_address
+
+                exporter = XrayDaemonExporter(daemon_address(env), dict(resource.attributes), SCOPE)
+            else:
+                exporter = OtlpHttpExporter.from_env(env, dict(resource.attributes), SCOPE)
         processor = ExportAtRequestEnd(exporter)
         kwargs: dict[str, Any] = {"resource": resource, "sampler": _sampler(env)}
         if xray:

@@ -4,7 +4,9 @@ Gateway's and Lambda's segments), the caller's W3C context is kept as a link, ne
 X-Ray accepts, and each AWS call the gateway makes is a CLIENT span carrying the app and model."""
 from __future__ import annotations
 
+import base64
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -12,10 +14,11 @@ import requests
 from botocore.credentials import Credentials
 from fakes.comprehend_server import FakeComprehend
 from local_server import serve
-from otlp_receiver import otlp_receiver
+from otlp_receiver import decode, otlp_receiver
 from support import KEY_ID, SECRET
 
 from chalicelib.tracing.otlp import traces_endpoint
+from chalicelib.tracing.xray_udp import daemon_address
 from client.garden_auth import SigV4RequestsAuth
 
 XRAY_ROOT, XRAY_PARENT = "1-5759e988-bd862e3fe1be46a994272793", "53995c3f42cd8ad8"
@@ -56,18 +59,41 @@ def test_the_request_joins_lambdas_trace_and_each_aws_call_is_a_span(tmp_path: P
     assert CANARY.encode() not in receiver.raw() and b"jane.doe" not in receiver.raw()
 
 
-def test_new_traces_get_ids_xray_accepts(tmp_path: Path) -> None:
-    with otlp_receiver() as receiver:
-        with serve(tmp_path, {"GARDEN_TRACING": "xray", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}) as server:
-            assert chat(server.base_url).status_code == 200
-            spans = receiver.wait_for(lambda s: any(x.kind == "SERVER" for x in s))
+def test_without_an_otlp_endpoint_spans_go_to_lambdas_xray_daemon_with_ids_xray_accepts(tmp_path: Path) -> None:
+    # Lambda's X-Ray daemon, as AWS_XRAY_DAEMON_ADDRESS names it: a UDP socket on loopback here.
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(10)
+    address = f"127.0.0.1:{daemon.getsockname()[1]}"
+    try:
+        env = {"GARDEN_TRACING": "xray", "AWS_XRAY_DAEMON_ADDRESS": f"udp:{address} tcp:{address}"}
+        with serve(tmp_path, env) as server:
+            response = chat(server.base_url)
+            assert response.status_code == 200
+            datagrams = []
+            spans: list = []
+            while not any(s.kind == "SERVER" for s in spans):  # bounded by the socket's timeout
+                datagrams.append(daemon.recv(65535))
+                header, _, payload = datagrams[-1].partition(b"\n")
+                assert json.loads(header) == {"format": "json", "version": 1} and payload.startswith(b"T1S")
+                spans += decode(base64.b64decode(payload[3:]))
+    finally:
+        daemon.close()
+    assert all(len(decode(base64.b64decode(d.partition(b"\n")[2][3:]))) <= 10 for d in datagrams)
     root = next(s for s in spans if s.kind == "SERVER")
+    assert root.attributes["garden.request_id"] == response.headers["x-request-id"]
     # X-Ray's trace id starts with the epoch second it began (AwsXRayIdGenerator).
     assert root.parent_span_id == "" and abs(int(root.trace_id[:8], 16) - time.time()) < 600
+    assert {s.name for s in spans} >= {"garden.identity", "chat echo-1", "garden.audit"}
+    assert all(CANARY.encode() not in d and b"jane.doe" not in d for d in datagrams)
+    assert all(CANARY.encode() not in base64.b64decode(d.partition(b"\n")[2][3:]) for d in datagrams)
 
 
-def test_under_xray_the_export_defaults_to_the_adot_layers_collector() -> None:
-    assert traces_endpoint({}) == "http://localhost:4318/v1/traces"
+def test_the_otlp_endpoint_variables() -> None:
+    assert traces_endpoint({}) == "http://localhost:4318/v1/traces"  # the ADOT layer's Collector
     assert traces_endpoint({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/"}) == "http://c:4318/v1/traces"
     assert traces_endpoint({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
                             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://d/x"}) == "http://d/x"
+    assert daemon_address({}) == ("127.0.0.1", 2000)
+    assert daemon_address({"AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000"}) == ("169.254.79.129", 2000)
+    assert daemon_address({"AWS_XRAY_DAEMON_ADDRESS": "tcp:10.0.0.1:2000 udp:10.0.0.2:2001"}) == ("10.0.0.2", 2001)
