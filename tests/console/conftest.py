@@ -31,7 +31,7 @@ def _missing(what: str) -> None:
     pytest.skip(f"{what}: `make browser` installs it")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session")  # this folder's own `garden` (tests/conftest.py's is an in-process one)
 def garden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleGarden]:
     with console_garden(tmp_path_factory.mktemp("console")) as g:
         yield g
@@ -43,7 +43,7 @@ def console(garden: ConsoleGarden) -> Iterator[Console]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # closed once its module is done: the rest of the suite runs without it
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterator
 
 import pytest
@@ -102,6 +102,8 @@ def test_overview_totals_equal_the_usage_api(tab: Tab, garden: ConsoleGarden) ->
     shown = page.locator("#total-spend")
     assert Decimal(shown.get_attribute("data-value")) == Decimal(repr(total["cost_usd"]))
     assert shown.text_content() == "$" + _usd(total["cost_usd"])
+    cents = Decimal(repr(total["cost_usd"])).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert page.locator("#total-spend-sub").text_content().startswith(f"${cents:,} to the cent")
     assert int(page.locator("#total-requests").get_attribute("data-value")) == total["requests"]
     assert total["requests"] > 0 and total["rejected"] > 0 and total["errors"] > 0
     assert int(page.locator("#rejected").get_attribute("data-value")) == total["rejected"]

@@ -8,6 +8,8 @@ const COUNT = new Intl.NumberFormat("en-US");
 const PERCENT = new Intl.NumberFormat("en-US", { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
 
 export const usd = (value) => USD.format(value);
+const CENTS = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 2 });
+export const usdCents = (value) => CENTS.format(value);
 // An exact decimal string of the chargeback ("1234.50000000") as USD, digit for digit: $1,234.50.
 export function usdExact(text) {
   const [whole, frac = ""] = String(text).replace(/^-/, "").split(".");

@@ -2,7 +2,7 @@
 // and error rate. Each figure is one GET /admin/v1/usage (through the console), rendered.
 import {
   api, BAR, chart, COLORS, count, dateRange, daysBetween, done, fromUnits, markNav, percent, setFigure, showError,
-  table, units, usd, usdAxis, usdTooltip,
+  table, units, usd, usdAxis, usdCents, usdTooltip,
 } from "./common.js";
 
 const usdCol = (key, label) => ({ key, label, numeric: true, format: (v) => (v === null || v === undefined ? "—" : usd(v)) });
@@ -25,7 +25,7 @@ async function main() {
 
   const sum = total.data[0] ?? { requests: 0, errors: 0, rejected: 0, cost_usd: 0 };
   setFigure("total-spend", usd(sum.cost_usd), sum.cost_usd);
-  setFigure("total-spend-sub", `${range.from} to ${range.to}`);
+  setFigure("total-spend-sub", `${usdCents(sum.cost_usd)} to the cent · ${range.from} to ${range.to}`);
   setFigure("total-requests", count(sum.requests), sum.requests);
   setFigure("total-requests-sub", `${count(sum.requests + sum.errors + sum.rejected)} in all`);
   setFigure("error-rate", percent(errorRate(sum)), errorRate(sum));
