@@ -10,7 +10,8 @@ Values are stage verdicts or counts, never content (README "Controls header" has
 - identity: `iam` (API Gateway's IAM authorizer), `sigv4-local` (the gateway verified SigV4 itself),
   `denied` (signature, principal or app refused).
 - quota: `reserved` (held on the ledger, then settled or released), `unmetered` (the store was down
-  and the app fails open), `rejected` (a limit refused the request: 429).
+  and the app fails open), `rejected` (a limit refused the request: 429), `unavailable` (the store
+  was down and the app fails closed: 503).
 - pii-in / pii-out: `none` (screened, nothing found) or `<action>:<count>` per action taken, joined
   by `,` in the order block, redact, mask, allow (`redact:2,mask:1`); `fail-open` (detector down, the
   app fails open: text passed unscreened); `unavailable` (detector down, failed closed: 503).

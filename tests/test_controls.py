@@ -170,3 +170,10 @@ def test_a_quota_store_down_with_fail_open_is_unmetered(tmp_path: Any) -> None:
         served = ask(g)
     assert served.status_code == 200
     assert served.headers["x-garden-controls"].startswith("identity=sigv4-local; quota=unmetered; pii-in=none")
+
+
+def test_a_quota_store_down_without_fail_open_is_unavailable(tmp_path: Any) -> None:
+    with limits_garden(tmp_path, limits_catalog({"tokens_per_day": 10_000}), ledger=unreachable_store()) as g:
+        refused = ask(g)
+    assert refused.status_code == 503
+    assert refused.headers["x-garden-controls"].startswith("identity=sigv4-local; quota=unavailable; pii-in=not-run")

@@ -10,7 +10,7 @@ from dataclasses import replace
 from chalicelib import controls
 from chalicelib.catalog import App, Model
 from chalicelib.chat import ChatRequest, Completion
-from chalicelib.errors import InvalidRequest
+from chalicelib.errors import InvalidRequest, ServiceUnavailable
 from chalicelib.guardrails import BLOCKED, MASKED
 from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
@@ -31,11 +31,15 @@ class ChatRoute(AppRoute):
         chat = pin_system_prompt(app, parse_chat_request(request.body))
         record.stream = chat.stream
         model = stages.model(app, chat.model, record, kind="chat")
-        reservation = self._quota.reserve(
-            app, _estimate(model, chat), min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens),
-            reservation_id=request.request_id, flexible=chat.max_tokens is None,
-            model=model, unit=stages.business_unit(app),
-        )
+        try:
+            reservation = self._quota.reserve(
+                app, _estimate(model, chat), min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens),
+                reservation_id=request.request_id, flexible=chat.max_tokens is None,
+                model=model, unit=stages.business_unit(app),
+            )
+        except ServiceUnavailable:  # the quota store is down and the app fails closed
+            controls.note(record, controls.QUOTA, controls.UNAVAILABLE)
+            raise
         record.reserved_tokens = reservation.tokens
         record.quota_store = STORE_FAIL_OPEN if reservation.unmetered else None
         controls.note_reservation(record, reservation.unmetered, reservation.budget_pace)

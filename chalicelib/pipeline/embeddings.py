@@ -15,7 +15,7 @@ import math
 from chalicelib import controls
 from chalicelib.catalog import App, Model
 from chalicelib.chat import Usage
-from chalicelib.errors import InvalidRequest, PayloadTooLarge, UpstreamError
+from chalicelib.errors import InvalidRequest, PayloadTooLarge, ServiceUnavailable, UpstreamError
 from chalicelib.guardrails import BLOCKED, MASKED
 from chalicelib.incoming import IncomingRequest
 from chalicelib.openai_api import responses
@@ -43,9 +43,13 @@ class EmbeddingsRoute(AppRoute):
         embeddings = parse_embeddings_request(request.body)
         model = stages.model(app, embeddings.model, record, kind="embedding")
         dimensions = _dimensions(model, embeddings)
-        reservation = self._quota.reserve(app, _estimate(model, embeddings.inputs), 0,
-                                          reservation_id=request.request_id, model=model,
-                                          unit=stages.business_unit(app))
+        try:
+            reservation = self._quota.reserve(app, _estimate(model, embeddings.inputs), 0,
+                                              reservation_id=request.request_id, model=model,
+                                              unit=stages.business_unit(app))
+        except ServiceUnavailable:  # the quota store is down and the app fails closed
+            controls.note(record, controls.QUOTA, controls.UNAVAILABLE)
+            raise
         record.reserved_tokens = reservation.tokens
         record.quota_store = STORE_FAIL_OPEN if reservation.unmetered else None
         controls.note_reservation(record, reservation.unmetered, reservation.budget_pace)
