@@ -172,7 +172,8 @@ def _verify_chain(chain_id: str, stored: list[dict[str, Any]], in_order: bool, l
             nxt = min(s for s in by_seq if s > seq)
             after = by_seq.get(seq - 1)
             add("missing", by_seq[nxt].get("prev_request_id"), nxt - 1,
-                f"seq {seq}..{nxt - 1} not found" + (f" after {after['request_id']}" if after else "")
+                (f"seq {seq} not found" if nxt == seq + 1 else f"seq {seq}..{nxt - 1} not found")
+                + (f" after {after['request_id']}" if after else "")
                 + f", before {by_seq[nxt]['request_id']} (seq {nxt})")
             seq = nxt + 1
             continue
