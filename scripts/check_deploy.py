@@ -85,8 +85,25 @@ def problems(project: Path, example_env: Path = EXAMPLE_ENV) -> list[str]:
                 found.append(f"{where}: the demo account {DEMO_ACCOUNT}")
             for token in sorted(t for t in fictitious if t in text):
                 found.append(f"{where}: {token!r} is a fictitious value of {example_env.name}")
+    found += _consistency_problems(project)
     found += _catalog_problems(project)
     return found
+
+
+def _consistency_problems(project: Path) -> list[str]:
+    """A hand edit of one file and not the other: the stage's resources must be the policy's."""
+    chalice = project / ".chalice"
+    stage = json.loads((chalice / "config.json").read_text())["stages"]["prod"]
+    env = stage.get("environment_variables", {})
+    policy_file = chalice / stage.get("iam_policy_file", "policy-prod.json")
+    if not policy_file.exists():
+        return []
+    policy = policy_file.read_text()
+    expected = {"GARDEN_LEDGER_TABLE": ":table/{}\"", "GARDEN_AUDIT_BUCKET": ":::{}/audit/",
+                "GARDEN_CHARGEBACK_BUCKET": ":::{}/chargeback/", "GARDEN_OPS_ROLE_ARN": "\"{}\"",
+                "GARDEN_BEDROCK_GUARDRAIL_ID": ":guardrail/{}\""}
+    return [f"{var}={env[var]!r} is not the resource {policy_file.name} grants: run make configure, never edit by hand"
+            for var, shape in expected.items() if env.get(var) and shape.format(env[var]) not in policy]
 
 
 def _catalog_problems(project: Path) -> list[str]:

@@ -218,3 +218,20 @@ def test_make_configure_and_package_wire_the_scripts() -> None:
     assert f"scripts/check_deploy.py --example {EXAMPLE.relative_to(ROOT)}" in ci
     for commands in (real, ci):  # the check runs before chalice packages anything
         assert commands.index("check_deploy.py") < commands.index("chalice package")
+
+
+def test_a_hand_edit_that_leaves_the_policy_behind_is_refused(tmp_path: Path, stacks: dict[str, Any]) -> None:
+    project = _project(tmp_path)
+    (project / "vendor").mkdir()
+    platform = json.loads(DEFAULT_CATALOG.read_text())
+    platform["apps"][0]["id"] = "platform-app"
+    (project / "vendor" / "catalog.json").write_text(json.dumps(platform))
+    assert _configure_from_stacks(stacks, project, CATALOG_FILE="vendor/catalog.json").returncode == 0
+    assert _run(CHECK, "--project-dir", str(project)).returncode == 0
+    config_path = project / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["stages"]["prod"]["environment_variables"]["GARDEN_LEDGER_TABLE"] = "garden-ledger-edited"
+    config_path.write_text(json.dumps(config))
+    refused = _run(CHECK, "--project-dir", str(project))
+    assert refused.returncode == 1
+    assert "GARDEN_LEDGER_TABLE='garden-ledger-edited' is not the resource policy-prod.json grants" in refused.stderr
