@@ -190,3 +190,13 @@ def test_budget_pace_is_spend_over_the_budget_to_date(tmp_path: Any, now_iso: st
     second = keeper.reserve(caller, 1000, 1000, "r2", model=priced, unit=unit)  # spent + its own hold
     assert second.budget_pace == round(0.036 / to_date_usd, 4)
     assert keeper.reserve(caller, 10, 10, "r3", model=priced, unit=BusinessUnit("bu")).budget_pace is None
+
+
+def test_a_model_name_the_caller_typed_never_becomes_a_dimension(served: Server) -> None:
+    auth = SigV4RequestsAuth(region="us-east-1", credentials=Credentials(KEY_ID, SECRET))
+    response = requests.post(f"{served.base_url}/v1/chat/completions", auth=auth, timeout=15,
+                             json={"model": f"{CANARY}-model", "messages": [{"role": "user", "content": "hi"}]})
+    line = request_line(served, response.headers["x-request-id"])
+    assert_valid_emf(line)
+    assert (line["status"], line["Model"], line["ErrorCode"]) == (404, "_none", "model_not_found")
+    assert CANARY not in json.dumps(line)
