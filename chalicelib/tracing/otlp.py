@@ -133,9 +133,15 @@ def parse_headers(raw: str) -> dict[str, str]:
     return headers
 
 
+MAX_WAIT_S = 1.0  # the most a request waits for its spans to be taken (a collector answers in ms)
+BACKOFF_S = 30.0  # after a failed export, spans are dropped this long: a collector down costs no waits
+
+
 class OtlpHttpExporter:
     """POSTs encoded spans to the traces endpoint. Never raises: a failed export is logged (by
-    class, rarely) and the spans are dropped; tracing never fails a request."""
+    class, rarely) and the spans are dropped; tracing never fails a request nor slows it for long:
+    each POST waits at most MAX_WAIT_S (and the request's deadline tail), and after a failure the
+    exporter rests for BACKOFF_S, dropping what it is handed."""
 
     def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float, gzip_body: bool,
                  resource: Mapping[str, Any], scope: tuple[str, str]) -> None:
@@ -151,6 +157,8 @@ class OtlpHttpExporter:
         self._scope = scope
         self._collector = Collector(endpoint, wire)
         self._failures = 0
+        self._resting_until = float("-inf")
+        self.dropped = 0  # spans dropped while resting
         self._lock = threading.Lock()
 
     @classmethod
@@ -178,10 +186,14 @@ class OtlpHttpExporter:
         spans = list(spans)
         if not spans:
             return True
+        now = monotonic()
+        if now < self._resting_until:
+            self.dropped += len(spans)
+            return False
         body = encode_request(spans, self._resource, self._scope)
         if self._gzip:
             body = gzip.compress(body, compresslevel=1)
-        until = min(until, monotonic() + self._timeout_s)
+        until = min(until, now + self._timeout_s, now + MAX_WAIT_S)
         try:
             status = self._collector.post(body, until)
             if status // 100 == 2:
@@ -189,13 +201,14 @@ class OtlpHttpExporter:
             problem = f"status {status}"
         except Exception as exc:  # a collector down or slow never fails the request
             problem = getattr(exc, "kind", type(exc).__name__)
-        self._note_failure(problem)
+        self._note_failure(problem, monotonic())
         return False
 
-    def _note_failure(self, problem: str) -> None:
+    def _note_failure(self, problem: str, now: float) -> None:
         with self._lock:
             self._failures += 1
             failures = self._failures
+            self._resting_until = now + BACKOFF_S
         if failures == 1 or failures % 100 == 0:  # the first, then every 100th: no log flood
             logging.getLogger(LOGGER_NAME).warning(json.dumps(
                 {"event": "trace_export_failed", "problem": problem, "failures": failures}, separators=(",", ":")))

@@ -145,3 +145,30 @@ def test_a_caller_without_traceparent_starts_a_trace(tmp_path: Path) -> None:
     assert {s.attributes["garden.request_id"] for s in roots} == {first.headers["x-request-id"],
                                                                   second.headers["x-request-id"]}
     assert all(s.parent_span_id == "" for s in roots) and len(by_request(spans)) == 2
+
+
+def test_an_embeddings_request_exports_its_span_tree(tmp_path: Path) -> None:
+    from test_embeddings import embedding_catalog
+
+    catalog = tmp_path / "embedding-catalog.json"
+    catalog.write_text(json.dumps(embedding_catalog()))
+    with otlp_receiver() as receiver:
+        with serve(tmp_path, {"GARDEN_CATALOG": str(catalog), **tracing_env(receiver.url)}) as server:
+            auth = SigV4RequestsAuth(region="us-east-1", credentials=Credentials(KEY_ID, SECRET))
+            body = {"model": "embed", "input": [f"a {CANARY}", "b"], "dimensions": 64}
+            response = requests.post(f"{server.base_url}/v1/embeddings", data=json.dumps(body).encode(), auth=auth,
+                                     timeout=20, headers={"content-type": "application/json"})
+            assert response.status_code == 200
+            spans = receiver.wait_for(lambda s: any(x.kind == "SERVER" for x in s))
+    tree = trace_of(spans, response.headers["x-request-id"])
+    root = next(s for s in tree if s.kind == "SERVER")
+    assert root.name == "POST /v1/embeddings" and root.attributes["gen_ai.operation.name"] == "embeddings"
+    children = sorted((s for s in tree if s is not root), key=lambda s: s.start_ns)
+    assert [s.name for s in children] == ["garden.identity", "garden.quota.reserve", "garden.pii.input",
+                                          "garden.guardrail.input", "embeddings hashed-trigrams-256",
+                                          "garden.quota.settle", "garden.audit"]
+    attempt = children[4]
+    assert attempt.kind == "CLIENT" and attempt.attributes["gen_ai.operation.name"] == "embeddings"
+    assert attempt.attributes["gen_ai.embeddings.dimension.count"] == 64
+    assert attempt.attributes["gen_ai.usage.input_tokens"] == root.attributes["gen_ai.usage.input_tokens"] > 0
+    assert CANARY.encode() not in receiver.raw()
