@@ -3,11 +3,15 @@
 Key: `audit/<business_unit or _unidentified>/<yyyy>/<mm>/<dd>/<request_id>.json` (UTC day of the
 record), body: the record's JSON (metadata only, see record.py). Each BU key's policy admits only
 objects under `audit/<that BU>/` (S3 sends the object ARN as encryption context; Bucket Keys are
-off), so a record must go under the prefix of the key that encrypts it. Retention is the bucket's
-Object Lock default, never set per object; S3 then requires a checksum header on PutObject.
+off), so a record must go under the prefix of the key that encrypts it. The app id is added to that
+encryption context (`{"garden:app_id": "<app or _none>"}`); S3 keeps it with the object and hands
+it to KMS on every read, so CloudTrail's KMS events name the app whose record was written or read.
+Retention is the bucket's Object Lock default, never set per object; S3 then requires a checksum
+header on PutObject.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any, Callable, Mapping
@@ -22,6 +26,11 @@ UNIDENTIFIED = "_unidentified"
 # One path segment, as bu-key.yaml's prefix binding expects: a "/" or ".." would put the object
 # outside its BU's prefix (denied by the key policy) or mislead whoever lists the trail.
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def app_context(app_id: str | None) -> str:
+    """The SSE-KMS encryption context S3 adds to its own (`aws:s3:arn`): base64 of its JSON."""
+    return base64.b64encode(json.dumps({"garden:app_id": app_id or "_none"}).encode("utf-8")).decode("ascii")
 
 
 class S3AuditSink:
@@ -60,6 +69,7 @@ class S3AuditSink:
                 ContentType="application/json",
                 ServerSideEncryption="aws:kms",
                 SSEKMSKeyId=key_id,
+                SSEKMSEncryptionContext=app_context(record.app_id),
                 ChecksumAlgorithm="SHA256",  # Object Lock buckets refuse puts without a checksum
             )
         except (ClientError, BotoCoreError):

@@ -2,6 +2,7 @@
 unit's prefix, encrypted with that BU's key, holding exactly the record's fields."""
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from dataclasses import fields
@@ -93,6 +94,20 @@ def test_unknown_or_odd_bus_go_to_unidentified_with_the_default_key(
     head, body = stored(aws, f"audit/_unidentified/2026/11/27/{r.request_id}.json")
     assert head["SSEKMSKeyId"] == aws["keys"]["_unidentified"]
     assert body["business_unit"] == bu  # the body still says whose request it was
+
+
+def test_the_app_id_is_the_objects_encryption_context(aws: dict[str, Any]) -> None:
+    # moto does not echo the context back: read it from the request the real client sends.
+    sent: list[str] = []
+    s3 = boto3.client("s3", endpoint_url=aws["s3"].meta.endpoint_url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.meta.events.register("before-send.s3.PutObject",
+                            lambda request, **_: sent.append(request.headers["x-amz-server-side-encryption-context"]))
+    sink = S3AuditSink(lambda: s3, aws["bucket"], {"retail": aws["keys"]["retail"]}, aws["keys"]["_unidentified"])
+    sink.write(record("retail"))
+    sink.write(record(None, app_id=None))
+    contexts = [json.loads(base64.b64decode(value)) for value in sent]
+    assert contexts == [{"garden:app_id": "app-1"}, {"garden:app_id": "_none"}]
 
 
 def test_unsafe_request_id_is_refused(sink: S3AuditSink) -> None:
