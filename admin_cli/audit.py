@@ -110,21 +110,29 @@ def _s3_sources(args: argparse.Namespace, day: str, bucket: str) -> tuple[list[A
     return stored, registered, signature_check(key, kms, args.signing_key or os.environ.get("GARDEN_AUDIT_SIGNING_KEY"))
 
 
-def s3_records(s3: Any, bucket: str, day: str) -> Iterator[Any]:
-    """Every BU prefix's objects of the day (S3 keeps no order between them: verify sorts by seq)."""
+def s3_records(s3: Any, bucket: str, day: str, workers: int = 10) -> Iterator[Any]:
+    """Every BU prefix's objects of the day (S3 keeps no order between them: verify sorts by seq),
+    read `workers` at a time (botocore's default pool): a busy day is many small objects, one GET each."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from chalicelib.audit_verify import Stored
 
     yyyy, mm, dd = day.split("-")
     prefixes: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="audit/", Delimiter="/"):
         prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
-    for prefix in sorted(prefixes):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{yyyy}/{mm}/{dd}/"):
-            for obj in page.get("Contents", []):
-                text = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8", "replace")
-                name = obj["Key"].rsplit("/", 1)[-1]
-                yield Stored(obj["Key"], _json_object(text), text, ordered=False,
-                             key_request_id=name[:-5] if name.endswith(".json") else name)
+    keys = [obj["Key"] for prefix in sorted(prefixes)
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{yyyy}/{mm}/{dd}/")
+            for obj in page.get("Contents", [])]
+
+    def read(key: str) -> Any:
+        text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", "replace")
+        name = key.rsplit("/", 1)[-1]
+        return Stored(key, _json_object(text), text, ordered=False,
+                      key_request_id=name[:-5] if name.endswith(".json") else name)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # botocore clients are thread-safe
+        yield from pool.map(read, keys)
 
 
 # shared ------------------------------------------------------------------------------------------
