@@ -30,13 +30,13 @@ def instrument(client: Any) -> Any:
                       "cloud.region": region,
                       "garden.app_id": record.app_id if record is not None else None,
                       "garden.model": record.model if record is not None else None}
-        context[_KEY] = (trace, trace.start(f"{service}.{model.name}", attributes, _client_kind()))
+        context[_KEY] = (trace, trace.start(f"{service}.{model.name}", attributes, client=True))
 
     def request_created(request: Any = None, **_: Any) -> None:
         held = getattr(request, "context", {}).get(_KEY) if request is not None else None
         if held is not None and getattr(held[0], "_tracing", None) is not None and held[0]._tracing.xray:
             # X-Amzn-Trace-Id names the call's span as the parent; SigV4 never signs this header.
-            held[0]._tracing.inject(held[1], request.headers)
+            _inject(held[0], held[1], request.headers)
 
     def after_call(http_response: Any = None, parsed: Any = None, context: Any = None, **_: Any) -> None:
         held = context.pop(_KEY, None) if context is not None else None
@@ -51,14 +51,14 @@ def instrument(client: Any) -> Any:
             span.set_attribute("http.response.status_code", status)
             if status >= 300:
                 code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
-                _failed(span, str(code or status))
+                span.fail(str(code or status))
         span.end()
 
     def after_call_error(exception: BaseException | None = None, context: Any = None, **_: Any) -> None:
         held = context.pop(_KEY, None) if context is not None else None
         if held is None:
             return
-        _failed(held[1], type(exception).__name__ if exception is not None else "error")
+        held[1].fail(type(exception).__name__ if exception is not None else "error")
         held[1].end()
 
     events.register(f"before-call.{hyphenated}", before_call)
@@ -68,14 +68,7 @@ def instrument(client: Any) -> Any:
     return client
 
 
-def _client_kind() -> Any:
-    from opentelemetry.trace import SpanKind
+def _inject(trace: Any, span: Any, headers: Any) -> None:
+    from opentelemetry.trace import NonRecordingSpan
 
-    return SpanKind.CLIENT
-
-
-def _failed(span: Any, error_type: str) -> None:
-    from opentelemetry.trace import Status, StatusCode
-
-    span.set_attribute("error.type", error_type)
-    span.set_status(Status(StatusCode.ERROR))
+    trace._tracing.inject(NonRecordingSpan(span.context(trace._flags, trace._state)), headers)

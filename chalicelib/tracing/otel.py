@@ -22,7 +22,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from chalicelib.incoming import IncomingRequest
@@ -31,6 +31,7 @@ from chalicelib.settings import VERSION
 from chalicelib import tracing
 from chalicelib.tracing import NO_SPAN, Value, attributes
 from chalicelib.tracing.otlp import OtlpHttpExporter
+from chalicelib.tracing.spans import CLIENT, INTERNAL, ChildSpan
 
 SCOPE = ("execution-garden", VERSION)
 MAX_PENDING = 4096  # spans held between flushes at most (a collector down must not grow memory)
@@ -56,7 +57,7 @@ class ExportAtRequestEnd(SpanProcessor):
 
     def __init__(self, exporter: Any) -> None:
         self.exporter = exporter
-        self._pending: list[ReadableSpan] = []
+        self._pending: list[Any] = []  # ended roots (ReadableSpan) and their ChildSpans
         self._lock = threading.Lock()
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -65,6 +66,12 @@ class ExportAtRequestEnd(SpanProcessor):
         with self._lock:
             if len(self._pending) < MAX_PENDING:
                 self._pending.append(span)
+
+    def add(self, children: list[ChildSpan]) -> None:
+        """A request's child spans (spans.py), exported with its root."""
+        with self._lock:
+            room = MAX_PENDING - len(self._pending)
+            self._pending.extend(children[:max(0, room)])
 
     def flush(self, until: float) -> bool:
         with self._lock:
@@ -146,35 +153,38 @@ class OtelTracing:
 
 
 class RequestTraceImpl:
-    """One request's trace: its root span and the stack of open spans (children nest under the
-    innermost), used by one thread at a time, as a request is."""
+    """One request's trace: the SDK's root span, its children (spans.py) and the stack of open
+    spans (children nest under the innermost), used by one thread at a time, as a request is."""
 
     def __init__(self, tracing: OtelTracing, root: Any) -> None:
         self._tracing = tracing
-        self._tracer = tracing._tracer
         self.root = root
         self.recording = root.is_recording()
-        # Open spans, innermost last, each with its context once a child asked for it.
-        self.stack: list[tuple[Any, Any]] = [(root, None)]
+        context = root.get_span_context()
+        self._trace_id, self._flags, self._state = context.trace_id, context.trace_flags, context.trace_state
+        self._new_id = tracing.provider.id_generator.generate_span_id
+        self.stack: list[Any] = [root]  # the root, then open ChildSpans, innermost last
+        self._root_id = context.span_id
+        self.children: list[ChildSpan] = []
         self.record: RequestRecord | None = None  # set by the frame: AWS call spans name app and model
 
     def span(self, name: str, attrs: Mapping[str, Value | None] | None = None, client: bool = False) -> Any:
         if not self.recording:
             return NO_SPAN
-        return _Scope(self, name, attrs, SpanKind.CLIENT if client else SpanKind.INTERNAL)
+        return _Scope(self, self.start(name, attrs, client))
 
-    def start(self, name: str, attrs: Mapping[str, Value | None] | None, kind: SpanKind) -> Any:
+    def start(self, name: str, attrs: Mapping[str, Value | None] | None, client: bool = False) -> ChildSpan:
         """A span under the innermost open one, not made current (AWS calls: leaves)."""
-        parent, context = self.stack[-1]
-        if context is None:  # made once per parent: most spans are children of the root
-            context = otel_trace.set_span_in_context(parent)
-            self.stack[-1] = (parent, context)
-        clean = {k: v for k, v in attrs.items() if v is not None} if attrs else None
-        return self._tracer.start_span(name, context=context, kind=kind, attributes=clean,
-                                       record_exception=False, set_status_on_exception=False)
+        parent = self.stack[-1]
+        child = ChildSpan(self._trace_id, self._new_id(), self._root_id if parent is self.root else parent.span_id,
+                          name, CLIENT if client else INTERNAL, attrs)
+        self.children.append(child)
+        return child
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
-        self._tracing.inject(self.stack[-1][0], headers)
+        top = self.stack[-1]
+        self._tracing.inject(top if top is self.root else NonRecordingSpan(top.context(self._flags, self._state)),
+                             headers)
 
     def finish(self, record: RequestRecord, flush_until: float) -> None:
         del self.stack[1:]  # a scope an exception skipped past: nothing is left open
@@ -182,28 +192,28 @@ class RequestTraceImpl:
             self.root.set_attributes(attributes.request_end(record))
             if record.status >= 500:
                 self.root.set_status(Status(StatusCode.ERROR))
+            for child in self.children:
+                child.end()  # one an exception skipped past (an AWS call cut short) ends with the request
+            self._tracing.processor.add(self.children)
         self.root.end()
         self._tracing.flush(flush_until)
 
 
 class _Scope:
-    """A child span, current while its `with` block runs."""
+    """A child span, current while its `with` block runs; an exception marks it failed."""
 
-    __slots__ = ("_trace", "_name", "_attrs", "_kind", "span")
+    __slots__ = ("_trace", "span")
 
-    def __init__(self, trace: RequestTraceImpl, name: str, attrs: Mapping[str, Value | None] | None,
-                 kind: SpanKind) -> None:
-        self._trace, self._name, self._attrs, self._kind = trace, name, attrs, kind
-        self.span: Any = None
+    def __init__(self, trace: RequestTraceImpl, span: ChildSpan) -> None:
+        self._trace, self.span = trace, span
 
     def __enter__(self) -> "_Scope":
-        self.span = self._trace.start(self._name, self._attrs, self._kind)
-        self._trace.stack.append((self.span, None))
+        self._trace.stack.append(self.span)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         stack = self._trace.stack
-        if stack and stack[-1][0] is self.span:
+        if stack[-1] is self.span:
             stack.pop()
         if exc is not None:
             mark_failed(self.span, exc)
@@ -211,21 +221,20 @@ class _Scope:
 
     def set(self, key: str, value: Value | None) -> None:
         if value is not None:
-            self.span.set_attribute(key, value)
+            self.span.attributes[key] = value
 
     def update(self, attrs: Mapping[str, Value | None]) -> None:
-        self.span.set_attributes({k: v for k, v in attrs.items() if v is not None})
+        self.span.set_attributes(attrs)
 
 
-def mark_failed(span: Any, exc: BaseException) -> None:
+def mark_failed(span: ChildSpan, exc: BaseException) -> None:
     """error.type: the gateway error's code, else the exception's class; never its message."""
     code = getattr(exc, "code", None)
-    span.set_attribute("error.type", code if isinstance(code, str) and code else type(exc).__name__)
+    span.fail(code if isinstance(code, str) and code else type(exc).__name__)
     if getattr(exc, "fallback", False):
-        span.set_attribute("garden.outcome", "fallback")
-    elif span.attributes is not None and "garden.outcome" not in span.attributes:
-        span.set_attribute("garden.outcome", "error")
-    span.set_status(Status(StatusCode.ERROR))
+        span.attributes["garden.outcome"] = "fallback"
+    else:
+        span.attributes.setdefault("garden.outcome", "error")
 
 
 def _sampler(env: Mapping[str, str]) -> Any:

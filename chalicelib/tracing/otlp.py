@@ -20,6 +20,7 @@ import threading
 from typing import Any, Iterable, Mapping, Sequence
 
 from chalicelib.telemetry import LOGGER_NAME
+from chalicelib.tracing.spans import ChildSpan
 
 _KIND = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5}  # opentelemetry.trace.SpanKind value -> OTLP SpanKind
 _SMALL = [bytes((i,)) for i in range(128)]  # one-byte varints: most lengths, tags and counts
@@ -85,8 +86,32 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
 _SERVER = 1  # opentelemetry.trace.SpanKind.SERVER.value: only the request's span carries links
 
 
+def encode_child(span: ChildSpan) -> bytes:
+    """One `Span` message from a request's child span (spans.py)."""
+    out = [b"\x0a\x10", span.trace_id.to_bytes(16, "big"), b"\x12\x08", span.span_id.to_bytes(8, "big"),
+           b"\x22\x08", span.parent_id.to_bytes(8, "big"), _names.get(span.name) or _name(span.name),
+           b"\x30", _SMALL[span.kind], b"\x39", struct.pack("<Q", span.start_time), b"\x41",
+           struct.pack("<Q", span.end_time), _attributes(9, span.attributes)]
+    if span.status_code:
+        out.append(b"\x7a\x02\x18" + _SMALL[span.status_code])
+    return b"".join(out)
+
+
+_names: dict[str, bytes] = {}
+
+
+def _name(name: str) -> bytes:
+    encoded = _string(5, name)
+    if len(_names) >= _CACHE_MAX:
+        _names.clear()
+    _names[name] = encoded
+    return encoded
+
+
 def encode_span(span: Any) -> bytes:
-    """One `Span` message from an SDK ReadableSpan."""
+    """One `Span` message from an SDK ReadableSpan (a request's root) or a ChildSpan."""
+    if type(span) is ChildSpan:
+        return encode_child(span)
     context = span.context
     kind = span.kind.value
     out = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08", context.span_id.to_bytes(8, "big")]
