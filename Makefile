@@ -137,7 +137,8 @@ configure: venv
 	@test -n "$(ENV)" || { echo "usage: make configure ENV=<env file | stack prefix> (infra/README.md, Deploying)"; exit 1; }
 	$(BIN)/python scripts/configure.py $(ENV)
 
-# Every link and head of a day of $(GARDEN_HOME)/audit (admin_cli/audit.py); exit 1 on any break.
+# Every link and head of a day of $(GARDEN_HOME)/audit (admin_cli/audit.py): garden-admin exits 1 on
+# any break, which make reports as a failed recipe (make's own status: 2).
 # The S3 trail: garden-admin audit verify --date YYYY-MM-DD --bucket NAME.
 audit-verify: venv
 	$(BIN)/garden-admin audit verify --home "$(GARDEN_HOME)" --date $(or $(DATE),$(shell date -u +%Y-%m-%d))
