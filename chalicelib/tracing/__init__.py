@@ -140,18 +140,10 @@ def current() -> RequestTrace | None:
     return _current.get()
 
 
-_aws_calls = False  # set when an adapter that traces is built: boto3 clients made after it get hooks
-
-
-def enable_aws_calls() -> None:
-    global _aws_calls
-    _aws_calls = True
-
-
 def instrument_aws(client: Any) -> Any:
-    """A span per call of this boto3 client once tracing is on (aws_calls.py); else the client as is."""
-    if not _aws_calls:
-        return client
+    """Hooks on a boto3 client for a span per call (aws_calls.py). Registered on every client the
+    gateway makes, whether tracing is on or not (clients are shared per process, made once): with no
+    trace bound, each hook is one context-variable read, and nothing of OpenTelemetry is imported."""
     from chalicelib.tracing.aws_calls import instrument
 
     return instrument(client)

@@ -28,7 +28,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from chalicelib.incoming import IncomingRequest
 from chalicelib.record import RequestRecord
 from chalicelib.settings import VERSION
-from chalicelib import tracing
 from chalicelib.tracing import NO_SPAN, Value, attributes
 from chalicelib.tracing.otlp import OtlpHttpExporter
 from chalicelib.tracing.spans import CLIENT, INTERNAL, ChildSpan
@@ -89,7 +88,6 @@ class OtelTracing:
         self.xray = xray
         self._tracer = provider.get_tracer(*SCOPE)
         self._xray_propagator: Any = None
-        tracing.enable_aws_calls()
         if xray:
             from opentelemetry.propagators.aws import AwsXRayPropagator
 
