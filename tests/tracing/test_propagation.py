@@ -87,3 +87,17 @@ def test_with_tracing_off_no_trace_context_goes_upstream(tmp_path: Path) -> None
             assert chat(server.base_url, "sm").status_code == 200
     assert [h.get("traceparent") for _p, _b, h in upstream.requests] == [None]
     assert [s.headers.get("x-amzn-sagemaker-custom-attributes") for s in sagemaker.requests] == [None]
+
+
+def test_a_caller_that_sampled_out_is_followed_and_its_decision_passed_on(tmp_path: Path) -> None:
+    with FakeOpenAI({"busy": Reply()}) as upstream, otlp_receiver() as receiver:
+        catalog = tmp_path / "upstreams-catalog.json"
+        catalog.write_text(json.dumps(openai_catalog(upstream.base_url)))
+        env = {"GARDEN_CATALOG": str(catalog), "GARDEN_TEST_TIER_KEY": "sk-test",
+               "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}  # the default sampler: parentbased_always_on
+        with serve(tmp_path, env) as server:
+            assert chat(server.base_url, "tier", traceparent=f"00-{CALLER_TRACE}-00f067aa0ba902b7-00").status_code == 200
+        assert receiver.bodies == []  # the caller's "not sampled" is honoured: nothing exported
+    [(_path, _body, headers)] = upstream.requests
+    version, trace_id, _span, flags = headers["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", CALLER_TRACE, "00")  # same trace, still not sampled
