@@ -39,7 +39,7 @@ def verify(args: argparse.Namespace, ctx: Any) -> int:
         stored, registered, check = _s3_sources(args, day, bucket)
         where = f"s3://{bucket}/audit/*/{day.replace('-', '/')}/"
     else:
-        home = Path(args.home or os.environ.get("GARDEN_HOME") or ".garden").expanduser()
+        home = _home(args)
         if not (home / "audit").is_dir() and not (home / "garden.sqlite3").is_file():
             raise UsageError(f"no audit trail under {home} (no audit/ folder, no garden.sqlite3): "
                              "pass --home or set GARDEN_HOME")
@@ -54,6 +54,10 @@ def verify(args: argparse.Namespace, ctx: Any) -> int:
 
 
 # local -------------------------------------------------------------------------------------------
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home or os.environ.get("GARDEN_HOME") or ".garden").expanduser()
+
 
 def _local_sources(home: Path, day: str, key_file: str | None) -> tuple[list[Any], list[Any], Callable[..., Any]]:
     from chalicelib.audit_trail import CHECKPOINT_KEY_FILE, KEYS_DIR
@@ -98,11 +102,26 @@ def _s3_sources(args: argparse.Namespace, day: str, bucket: str) -> tuple[list[A
     if session.region_name is None:
         raise UsageError("no region: pass --region or set AWS_REGION (the data plane's region)")
     table = args.table or os.environ.get("GARDEN_LEDGER_TABLE") or "garden-ledger"
-    key = Path(args.checkpoint_key).read_bytes() if args.checkpoint_key else None
+    # Checkpoints HMAC'd under a local key (a gateway on the AWS audit sink without
+    # GARDEN_AUDIT_SIGNING_KEY, e.g. a test run) are checked with that key when it is at hand.
+    home = _home(args)
+    key_file = Path(args.checkpoint_key) if args.checkpoint_key else home / "keys" / "audit-checkpoint.key"
+    key = key_file.read_bytes() if key_file.is_file() else None
     try:
         s3, kms = session.client("s3"), session.client("kms")
         stored = list(s3_records(s3, bucket, day))
-        registered = DynamoDbChainRegistry(lambda: session.client("dynamodb"), table).chains(day)
+        try:
+            registered = DynamoDbChainRegistry(lambda: session.client("dynamodb"), table).chains(day)
+        except ClientError as exc:
+            local = home / "garden.sqlite3"
+            if args.table or exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException" \
+                    or not local.is_file():
+                raise
+            # No ledger table: the gateway kept its ledger locally (GARDEN_STORE=sqlite).
+            from chalicelib.store.audit_chains import SqliteChainRegistry
+
+            print(f"garden-admin: no table {table}: chains from {local}", file=sys.stderr)
+            registered = SqliteChainRegistry(local).chains(day)
     except NoCredentialsError:
         raise NoCredentials("no AWS credentials (boto3's standard chain: environment, profile, SSO, role)") from None
     except (ClientError, BotoCoreError) as exc:
@@ -199,12 +218,13 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     sub.set_defaults(handler=verify)
     sub.add_argument("--date", metavar="YYYY-MM-DD", type=date_type, required=True, help="the UTC day")
     sub.add_argument("--bucket", metavar="NAME", help="the S3 audit bucket (default: the local trail)")
-    sub.add_argument("--home", metavar="PATH", help="the local state folder (default: $GARDEN_HOME or .garden)")
+    sub.add_argument("--home", metavar="PATH", help="the local state folder (default: $GARDEN_HOME or .garden); "
+                     "S3: its checkpoint key and SQLite ledger, when the gateway used them")
     sub.add_argument("--table", metavar="NAME", help="S3: the ledger table (default: $GARDEN_LEDGER_TABLE "
                      "or garden-ledger)")
     sub.add_argument("--signing-key", metavar="ARN", help="S3: the KMS key checkpoints must be signed with "
                      "(default: $GARDEN_AUDIT_SIGNING_KEY; unset: the key each checkpoint names)")
     sub.add_argument("--checkpoint-key", metavar="FILE", help="a local HMAC checkpoint key file "
-                     "(default locally: <home>/keys/audit-checkpoint.key)")
+                     "(default: <home>/keys/audit-checkpoint.key, if there)")
     sub.add_argument("--fallback", metavar="FILE", action="append",
                      help="audit_fallback log lines to reconcile (exported log events); repeatable")

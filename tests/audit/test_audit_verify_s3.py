@@ -147,3 +147,25 @@ def test_a_closed_chains_dropped_tail_and_a_missing_chain_are_caught(
     result = verify(aws)
     named(result, "tail missing", first[4])
     named(result, "chain missing", second[0])  # its head (the first checkpoint) names its first record
+
+
+def test_a_trail_in_s3_with_local_keys_and_ledger_verifies_with_the_home(
+        aws: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The S3 sink without the AWS anchors (no signing key, no secret, GARDEN_STORE=sqlite): checkpoints
+    # HMAC'd under the home's key and registered in its SQLite file, which verify then reads.
+    monkeypatch.delenv("GARDEN_AUDIT_SIGNING_KEY")
+    monkeypatch.delenv("GARDEN_AUDIT_BODY_SECRET")
+    aws["env"]["GARDEN_STORE"] = "sqlite"
+    ids = serve_day(aws, tmp_path / "g", monkeypatch, 3, every=1)
+    home = tmp_path / "g" / "garden-home"
+    env = {**os.environ, "GARDEN_LEDGER_TABLE": f"no-such-table-{uuid.uuid4().hex[:8]}"}
+    result = subprocess.run([sys.executable, "-m", "admin_cli", "audit", "verify", "--date", DAY, "--bucket",
+                             aws["bucket"], "--region", "us-east-1", "--home", str(home)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK: 3 records in 1 chains" in result.stdout and "chains from" in result.stderr
+    aws["s3"].delete_object(Bucket=aws["bucket"], Key=key(ids[2]))
+    assert "tail missing: record " + ids[2] in subprocess.run(
+        [sys.executable, "-m", "admin_cli", "audit", "verify", "--date", DAY, "--bucket", aws["bucket"],
+         "--region", "us-east-1", "--home", str(home)], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=120).stdout
