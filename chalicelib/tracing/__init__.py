@@ -1,6 +1,6 @@
 """Tracing port: one trace per governed request, spans named by what ran, metadata only.
 
-The pipeline never sees OpenTelemetry. It calls the helpers below (`span`, `attempt`, `inject`),
+The pipeline never sees OpenTelemetry. It calls the helpers below (`span`, `client_span`, `inject`),
 which act on the trace the frame (pipeline/governed.py) bound for the current request, and do
 nothing when none is bound: with tracing off (the default) a request pays one context-variable read
 per stage, and nothing of OpenTelemetry is imported. `from_settings` picks the adapter: the no-op
@@ -55,10 +55,6 @@ class RequestTrace(Protocol):
 class Tracing(Protocol):
     def begin(self, request: IncomingRequest, route: str) -> RequestTrace | None: ...
 
-    def instrument(self, client: Any) -> Any:
-        """Spans for each call of a boto3 client (returns the client)."""
-        ...
-
 
 class _NoSpan:
     """The span and scope of a request that is not traced: stateless, shared."""
@@ -84,9 +80,6 @@ class NoTracing:
 
     def begin(self, request: IncomingRequest, route: str) -> RequestTrace | None:
         return None
-
-    def instrument(self, client: Any) -> Any:
-        return client
 
 
 NO_TRACING = NoTracing()

@@ -135,11 +135,6 @@ class OtelTracing:
                                        links=links)
         return RequestTraceImpl(self, root)
 
-    def instrument(self, client: Any) -> Any:
-        from chalicelib.tracing.aws_calls import instrument
-
-        return instrument(client)
-
     def inject(self, span: Any, headers: MutableMapping[str, str]) -> None:
         context = otel_trace.set_span_in_context(span)
         _W3C.inject(headers, context=context)
