@@ -147,8 +147,11 @@ def _new_client(session: list[Any], service: str, region: str, read_timeout: flo
         extra.update(aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
                      aws_session_token=creds.token)
     client = session[0].client(service, region_name=region, config=config, **extra)
-    return deadline.guard(client, connect_timeout=deadline.CONNECT_TIMEOUT_S, read_timeout=read_timeout,
-                          max_attempts=max_attempts)
+    guarded = deadline.guard(client, connect_timeout=deadline.CONNECT_TIMEOUT_S, read_timeout=read_timeout,
+                             max_attempts=max_attempts)
+    from chalicelib.tracing import instrument_aws  # a span per model call once tracing is on
+
+    return instrument_aws(guarded)
 
 
 def transport_error(exc: BaseException, what: str) -> GatewayError:

@@ -2,7 +2,7 @@
 events (IAM identity, DynamoDB ledger and S3 audit on moto, Comprehend and Bedrock fakes) under
 GARDEN_TRACING=xray, Lambda naming each invocation's trace in `_X_AMZN_TRACE_ID`. Every invocation's
 spans have reached the X-Ray daemon (a UDP socket on loopback) by the time the handler returns, in
-that invocation's trace, with a span for each AWS call carrying the app and model."""
+that invocation's trace, with a span for each AWS call carrying the app and model, and Bedrock told its parent span."""
 from __future__ import annotations
 
 import base64
@@ -69,6 +69,12 @@ def test_each_invocations_spans_reach_the_daemon_before_the_handler_returns(
                 assert call.kind == "CLIENT" and call.attributes["garden.app_id"] == "test-app"
                 assert call.attributes["garden.model"] == "claude" and call.attributes["aws.request_id"]
             assert {s.name for s in spans} >= {"garden.identity", "chat anthropic.claude-3-haiku", "garden.audit"}
+            # The model call: a span under the provider attempt, whose id Bedrock receives as the parent.
+            attempt = next(s for s in spans if s.name == "chat anthropic.claude-3-haiku")
+            [converse] = [s for s in calls if s.name == "Bedrock Runtime.Converse"]
+            assert converse.parent_span_id == attempt.span_id
+            path, _body, headers = aws_gateway["bedrock"].requests[-1]
+            assert headers["x-amzn-trace-id"] == f"Root={root_id};Parent={converse.span_id};Sampled=1"
     finally:
         gateway.use(None)
         daemon.close()
