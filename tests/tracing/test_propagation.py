@@ -59,7 +59,8 @@ def test_openai_and_sagemaker_upstreams_receive_the_attempts_trace_context(tmp_p
             assert (tier.status_code, sm.status_code) == (200, 200), (tier.text, sm.text)
             spans = receiver.wait_for(lambda s: sum(x.kind == "SERVER" for x in s) >= 2)
 
-    attempts = {s.attributes["garden.deployment"]: s for s in spans if s.kind == "CLIENT"}
+    attempts = {s.attributes["garden.deployment"]: s for s in spans if "gen_ai.operation.name" in s.attributes
+                and s.kind == "CLIENT"}
     assert set(attempts) >= {"tier-busy", "tier-ok", "sagemaker/sm-endpoint"}
     assert attempts["tier-busy"].attributes["garden.outcome"] == "fallback"
     assert attempts["tier-busy"].attributes["error.type"] and attempts["tier-busy"].status_code == 2
@@ -67,6 +68,9 @@ def test_openai_and_sagemaker_upstreams_receive_the_attempts_trace_context(tmp_p
     assert attempts["tier-ok"].attributes["gen_ai.provider.name"] == "openai"
     assert attempts["tier-ok"].attributes["server.address"] == "127.0.0.1"
     assert attempts["sagemaker/sm-endpoint"].attributes["gen_ai.provider.name"] == "aws.sagemaker"
+    # The InvokeEndpoint call itself is an AWS call span under its attempt.
+    [invoke] = [s for s in spans if s.name == "SageMaker Runtime.InvokeEndpoint"]
+    assert invoke.kind == "CLIENT" and invoke.parent_span_id == attempts["sagemaker/sm-endpoint"].span_id
 
     sent = [headers.get("traceparent") for _path, _body, headers in upstream.requests]
     assert sent == [f"00-{CALLER_TRACE}-{attempts['tier-busy'].span_id}-01",
