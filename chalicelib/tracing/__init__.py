@@ -13,7 +13,7 @@ attributes (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT) are not implemen
 from __future__ import annotations
 
 import contextvars
-from typing import Any, Mapping, MutableMapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, MutableMapping, Protocol
 
 from chalicelib.incoming import IncomingRequest
 from chalicelib.record import RequestRecord
@@ -21,39 +21,42 @@ from chalicelib.record import RequestRecord
 Value = str | bool | int | float | list[str]
 
 
-class Span(Protocol):
-    def set(self, key: str, value: Value | None) -> None: ...
+if TYPE_CHECKING:  # the port's shapes, for type checkers; at run time no typing machinery on cold start
+    class Span(Protocol):
+        def set(self, key: str, value: Value | None) -> None: ...
 
-    def update(self, attributes: Mapping[str, Value | None]) -> None: ...
-
-
-class SpanScope(Protocol):
-    """A context manager: enter gives the span; an exception leaving it marks the span failed
-    (`error.type`: the gateway error's code, else the exception's class) and goes on."""
-
-    def __enter__(self) -> Span: ...
-
-    def __exit__(self, *exc: Any) -> bool | None: ...
+        def update(self, attributes: Mapping[str, Value | None]) -> None: ...
 
 
-class RequestTrace(Protocol):
-    record: RequestRecord | None  # the request's record, set by the frame once made
+    class SpanScope(Protocol):
+        """A context manager: enter gives the span; an exception leaving it marks the span failed
+        (`error.type`: the gateway error's code, else the exception's class) and goes on."""
 
-    def span(self, name: str, attributes: Mapping[str, Value | None] | None = None,
-             client: bool = False) -> SpanScope: ...
+        def __enter__(self) -> Span: ...
 
-    def inject(self, headers: MutableMapping[str, str]) -> None:
-        """Add the current span's trace context (traceparent, and X-Amzn-Trace-Id under X-Ray)."""
-        ...
-
-    def finish(self, record: RequestRecord, flush_until: float) -> None:
-        """End the request's span with the record's metadata and export, before `flush_until`
-        (monotonic)."""
-        ...
+        def __exit__(self, *exc: Any) -> bool | None: ...
 
 
-class Tracing(Protocol):
-    def begin(self, request: IncomingRequest, route: str) -> RequestTrace | None: ...
+    class RequestTrace(Protocol):
+        record: RequestRecord | None  # the request's record, set by the frame once made
+
+        def span(self, name: str, attributes: Mapping[str, Value | None] | None = None,
+                 client: bool = False) -> SpanScope: ...
+
+        def inject(self, headers: MutableMapping[str, str]) -> None:
+            """Add the current span's trace context (traceparent, and X-Amzn-Trace-Id under X-Ray)."""
+            ...
+
+        def finish(self, record: RequestRecord, flush_until: float) -> None:
+            """End the request's span with the record's metadata and export, before `flush_until`
+            (monotonic)."""
+            ...
+
+
+    class Tracing(Protocol):
+        def begin(self, request: IncomingRequest, route: str) -> RequestTrace | None: ...
+else:
+    Span = SpanScope = RequestTrace = Tracing = object
 
 
 class _NoSpan:

@@ -17,7 +17,6 @@ import functools
 from typing import Any, Callable, Mapping, TypeVar
 
 from chalicelib import tracing
-from chalicelib.tracing import attributes as attrs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,8 +45,9 @@ def _identity(app: Any, request: Any, record: Any) -> Mapping[str, Any]:
 
 
 def _pii(result: Any, app: Any, text: str, direction: str, record: Any) -> Mapping[str, Any]:
-    counts = result[1].counts
-    return {**attrs.pii_counts(dict(counts)), "garden.pii.blocked": bool(result[1].blocked)}
+    from chalicelib.tracing.attributes import pii_counts  # only once traced: not on cold start
+
+    return {**pii_counts(dict(result[1].counts)), "garden.pii.blocked": bool(result[1].blocked)}
 
 
 def _guardrail(verdict: Any, app: Any, texts: Any, source: str, record: Any) -> Mapping[str, Any]:
@@ -112,6 +112,8 @@ class TracedProvider:
         return getattr(self._inner, name)
 
     def complete(self, call: Any) -> Any:
+        from chalicelib.tracing import attributes as attrs
+
         request = call.request
         with _attempt("chat", call.deployment, max_tokens=call.max_tokens, temperature=request.temperature,
                       top_p=request.top_p) as span:
@@ -120,6 +122,8 @@ class TracedProvider:
             return completion
 
     def embed(self, call: Any) -> Any:
+        from chalicelib.tracing import attributes as attrs
+
         with _attempt("embeddings", call.deployment, dimensions=call.dimensions) as span:
             embedded = self._inner.embed(call)
             span.update(attrs.embedded_attributes(call.deployment, embedded))
@@ -130,6 +134,8 @@ def _attempt(operation: str, deployment: Any, **request: Any) -> Any:
     trace: Any = tracing.current()
     if trace is None:
         return tracing.NO_SPAN
+    from chalicelib.tracing import attributes as attrs
+
     trace.attempts = getattr(trace, "attempts", 0) + 1
     record = getattr(trace, "record", None)
     model = record.model if record is not None and record.model else deployment.model_id
