@@ -134,13 +134,16 @@ def test_the_samplers_variable_is_honoured(tmp_path: Path) -> None:
         assert receiver.bodies == []
 
 
-def test_a_caller_without_traceparent_starts_a_trace(tmp_path: Path) -> None:
+def test_a_caller_without_traceparent_starts_a_trace_and_export_options_apply(tmp_path: Path) -> None:
     with otlp_receiver() as receiver:
-        with serve(tmp_path, tracing_env(receiver.url, OTEL_EXPORTER_OTLP_COMPRESSION="gzip")) as server:
+        env = tracing_env(receiver.url, OTEL_EXPORTER_OTLP_COMPRESSION="gzip",
+                          OTEL_EXPORTER_OTLP_HEADERS="x-backend-key=k%201,x-tenant=garden")
+        with serve(tmp_path, env) as server:
             first = post(server.base_url, {"model": "local-echo", "messages": [{"role": "user", "content": "a"}]})
             second = post(server.base_url, {"model": "local-echo", "messages": [{"role": "user", "content": "b"}]})
             spans = receiver.wait_for(lambda s: sum(x.kind == "SERVER" for x in s) >= 2)
         assert receiver.headers[0].get("content-encoding") == "gzip"
+        assert (receiver.headers[0]["x-backend-key"], receiver.headers[0]["x-tenant"]) == ("k 1", "garden")
     roots = [s for s in spans if s.kind == "SERVER"]
     assert {s.attributes["garden.request_id"] for s in roots} == {first.headers["x-request-id"],
                                                                   second.headers["x-request-id"]}
