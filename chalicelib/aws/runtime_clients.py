@@ -1,10 +1,10 @@
-"""boto3 clients for the model runtimes (bedrock-runtime, sagemaker-runtime), shared by providers.
+"""botocore clients for the model runtimes (bedrock-runtime, sagemaker-runtime), shared by providers.
 
 `runtime_client_factory` gives a provider `client_for(app, deployment, remaining_s)`: a cached client
 whose worst case (connect + read timeout) fits the time left, signed with the app's operations-account
 session when one is configured, and `guard`ed with the request deadline's hooks (chalicelib/deadline.py).
 `transport_error` turns botocore's non-service failures into the gateway's errors, alike for every
-runtime. Nothing here imports boto3 until a client is made.
+runtime. Nothing here imports botocore until a client is made.
 """
 from __future__ import annotations
 
@@ -45,12 +45,11 @@ def runtime_client_factory(
     """`client_for(app, deployment, remaining_s)`: a cached `service` client for the deployment's
     region (else `region`) whose worst case fits the remaining budget, leaving room for one quick
     retry when the budget is long enough. `credentials=None` uses the default chain (the Lambda
-    role). endpoint_url: only when given; boto3 itself honours AWS_ENDPOINT_URL_<SERVICE>
+    role). endpoint_url: only when given; botocore itself honours AWS_ENDPOINT_URL_<SERVICE>
     (AWS_ENDPOINT_URL_BEDROCK_RUNTIME, AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME)."""
     what = _WHAT.get(service, service)
     clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
     lock = threading.Lock()
-    session: list[Any] = []  # one boto3 Session, made on first use (Sessions are not thread-safe)
 
     def client_for(app: App, deployment: Deployment, remaining_s: float) -> Any:
         started = time.monotonic()
@@ -71,7 +70,7 @@ def runtime_client_factory(
             if client is not None:
                 clients.move_to_end(key)
                 return client
-            client = clients[key] = _new_client(session, service, target_region, read_timeout, max_attempts,
+            client = clients[key] = _new_client(service, target_region, read_timeout, max_attempts,
                                                 endpoint_url, creds)
             while len(clients) > MAX_CACHED_CLIENTS:
                 clients.popitem(last=False)  # least recently used; expired sessions age out
@@ -127,26 +126,15 @@ def fitted_read_timeout(remaining_s: float, retry: bool, what: str = "Bedrock") 
     return steps * MIN_READ_TIMEOUT_S
 
 
-def _new_client(session: list[Any], service: str, region: str, read_timeout: float, max_attempts: int,
+def _new_client(service: str, region: str, read_timeout: float, max_attempts: int,
                 endpoint_url: str | None, creds: Any) -> Any:
-    import boto3  # lazy: ~200 ms of import paid only by containers that call a model runtime
-    from botocore.config import Config
+    # On the process's one botocore session (chalicelib/aws/session.py): no boto3 import, botocore's
+    # endpoint data loaded once for all the gateway's clients, each made under the session's lock.
+    from chalicelib.aws import session
 
-    if not session:
-        session.append(boto3.session.Session())
-    config = Config(
-        connect_timeout=deadline.CONNECT_TIMEOUT_S,
-        read_timeout=read_timeout,
-        retries={"mode": "standard", "total_max_attempts": max_attempts},
-        tcp_keepalive=True,
-    )
-    extra: dict[str, Any] = {}
-    if endpoint_url:
-        extra["endpoint_url"] = endpoint_url
-    if creds is not None:
-        extra.update(aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
-                     aws_session_token=creds.token)
-    client = session[0].client(service, region_name=region, config=config, **extra)
+    client = session.new_client(service, region, connect_timeout=deadline.CONNECT_TIMEOUT_S,
+                                read_timeout=read_timeout, max_attempts=max_attempts, tcp_keepalive=True,
+                                endpoint_url=endpoint_url, credentials=creds)
     guarded = deadline.guard(client, connect_timeout=deadline.CONNECT_TIMEOUT_S, read_timeout=read_timeout,
                              max_attempts=max_attempts)
     from chalicelib.tracing import instrument_aws  # a span per model call once tracing is on
