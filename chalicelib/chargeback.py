@@ -256,15 +256,14 @@ def usage_store(settings: Settings) -> UsageStore:
 
 
 def _client(service: str, region: str) -> Callable[[], Any]:
-    """A boto3 client made on first use, for a run outside any request (no request deadline):
-    standard retries, and timeouts that suit a batch of a few dozen calls."""
+    """A botocore client made on first use (the process's one session, chalicelib/aws/session.py: the
+    API function's on-demand runs import no boto3), for a run outside any request (no request
+    deadline): standard retries, and timeouts that suit a batch of a few dozen calls."""
 
     def make() -> Any:
-        import boto3
-        from botocore.config import Config
+        from chalicelib.aws import session
 
-        return boto3.client(service, region_name=region, config=Config(
-            connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 4}))
+        return session.new_client(service, region, connect_timeout=3, read_timeout=10, max_attempts=4)
 
     return make
 
