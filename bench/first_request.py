@@ -16,6 +16,7 @@ else:
 import gc  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 
@@ -63,4 +64,5 @@ print(json.dumps({
     "peak_rss_mb": peak_rss_mb(),
     "gc_ms": gc_seconds[0] * 1000,
     "cpu_ms": cpu_s * 1000,
+    "loaded": sorted({m for m in ("boto3", "s3transfer", "multiprocessing", "opentelemetry") if m in sys.modules}),
 }), flush=True)  # flushed: the parent times the answer, not the interpreter's exit

@@ -154,6 +154,7 @@ def rounds(n: int, before: str | None = None) -> dict[str, dict[str, list[float]
     app_dir = lambda_layout()
     kinds = ["local", "prod"] + ([f"prod@{before}"] if before else [])
     results: dict[str, dict[str, list[float]]] = {k: {m: [] for m in METRICS} for k in kinds}
+    loaded: dict[str, set[str]] = {k: set() for k in kinds}
     with aws_world(catalog_file) as world:
         envs = child_envs(world, catalog_file, app_dir)
         if before:
@@ -171,6 +172,10 @@ def rounds(n: int, before: str | None = None) -> dict[str, dict[str, list[float]
                 row["first"].append(detail["first_request_ms"])
                 row["gc"].append(detail["gc_ms"])
                 row["rss"].append(detail.get("peak_rss_mb", rss))
+                loaded[kind].update(detail.get("loaded", ()))
+    for kind, modules in loaded.items():
+        print(f"{kind}: {', '.join(sorted(modules)) or 'no boto3, s3transfer, multiprocessing or opentelemetry'} "
+              f"imported by the first answer")
     return results
 
 
