@@ -74,7 +74,7 @@ def measure(name: str, argv: list[str], runs: int, fresh_home: bool = False,
     for _ in range(runs):
         wall, peak, detail = run_once(argv, {**(gateway_env() if fresh_home else {}), **(env or {})})
         walls.append(wall)
-        rss.append(peak)
+        rss.append(detail.get("peak_rss_mb", peak))  # the child's own peak where it reports one
         inner.append(detail)
     row = {"name": name, "wall_ms": median(walls), "rss_mb": median(rss)}
     if inner[0]:

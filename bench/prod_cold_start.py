@@ -108,6 +108,8 @@ def aws_world(catalog_file: Path) -> Iterator[dict[str, str]]:
         kms = boto3.client("kms", endpoint_url=moto_url, region_name=REGION)
         keys = {bu: kms.create_key()["KeyMetadata"]["Arn"] for bu in ("retail-banking", "_unidentified")}
         raw = json.loads(catalog_file.read_text(encoding="utf-8"))
+        # moto builds a service's backend on its first call: STS's now, so no round pays for it.
+        boto3.client("sts", endpoint_url=moto_url, region_name=REGION).get_caller_identity()
         # What `garden-admin catalog import` leaves behind: prod never seeds from the file itself.
         DynamoDbRegistry(lambda: dynamodb, table).seed(raw["apps"], raw.get("business_units", {}), "import")
         with FakeComprehend() as comprehend, bedrock_runtime() as runtime:
