@@ -109,7 +109,12 @@ def gather(source: str, environ: Mapping[str, str], env_file: Path | None = None
     if path.is_file():
         values.update({k: v for k, v in read_env_file(path).items() if v.strip()})
     elif re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,100}", source):
-        values.update(from_stacks(source, (cloudformation or _cloudformation)()))
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            values.update(from_stacks(source, (cloudformation or _cloudformation)()))
+        except (BotoCoreError, ClientError) as error:  # no region, no credentials, access denied
+            raise ConfigureError(f"reading the stacks of {source!r}: {error}") from None
     else:
         raise ConfigureError(f"ENV={source!r}: neither an env file nor a stack prefix")
     return {**DEFAULTS, **values}
