@@ -81,7 +81,7 @@ def secret_key(client_factory: Callable[[], Any], secret_id: str) -> Callable[[]
 def build_audit_trail(settings: Any, sink: AuditSink, telemetry: Any, aws_client: Callable[..., Callable[[], Any]],
                       env: Mapping[str, str] | None = None) -> ChainedAudit:
     """`sink`: the FallbackAuditSink the records go through; `aws_client(service, region,
-    read_timeout=, bookkeeping=)`: the composition root's client factory maker (gateway._aws_client)."""
+    read_timeout=, bookkeeping=)`: the composition root's client factory maker (chalicelib/aws/clients.py: aws_client)."""
     env = os.environ if env is None else env
     keys = settings.home / KEYS_DIR
     signing_key = env.get("GARDEN_AUDIT_SIGNING_KEY")

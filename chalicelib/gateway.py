@@ -9,12 +9,14 @@ import threading
 from typing import Any, Callable, Mapping
 
 from chalicelib.audit import FallbackAuditSink
-from chalicelib.catalog import Catalog, load_catalog
+from chalicelib.aws.clients import aws_client
+from chalicelib.catalog import load_catalog
 from chalicelib.catalog_source import PROD_STAGE, CatalogSource, RegistryCatalog, as_source, prod_refusal
 from chalicelib.lazy import OnFirstUse
 from chalicelib.pipeline import Pipeline
+from chalicelib.providers.wiring import build_providers
 from chalicelib.settings import DEFAULT_CATALOG, Settings
-from chalicelib.tracing import NoTracing, instrument_aws
+from chalicelib.tracing import NoTracing
 from chalicelib.usage_store import UsageRecorder
 
 _lock = threading.Lock()
@@ -102,7 +104,7 @@ def lifecycle_check(settings: Settings | None = None) -> Any:
 
     settings = settings or Settings.from_env()
     return LifecycleCheck(load_catalog(settings.catalog_path),
-                          lambda region: _aws_client("bedrock", region, read_timeout=5)(),
+                          lambda region: aws_client("bedrock", region, read_timeout=5)(),
                           settings.bedrock_region, gateway_logger())
 
 
@@ -192,7 +194,7 @@ def _registry(settings: Settings) -> Any:
     if settings.store == "dynamodb":
         from chalicelib.registry.dynamodb import DynamoDbRegistry
 
-        return DynamoDbRegistry(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
+        return DynamoDbRegistry(aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
                                 settings.ledger_table)
     from chalicelib.registry.sqlite import SqliteRegistry
 
@@ -203,7 +205,7 @@ def _usage(settings: Settings) -> Any:
     if settings.store == "dynamodb":
         from chalicelib.usage_store.dynamodb import DynamoDbUsageStore
 
-        return DynamoDbUsageStore(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
+        return DynamoDbUsageStore(aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
                                   settings.ledger_table)
     from chalicelib.usage_store.sqlite import SqliteUsageStore
 
@@ -240,7 +242,7 @@ def _ledger(settings: Settings) -> Any:
     if settings.store == "dynamodb":
         from chalicelib.store.dynamodb import DynamoDbLedger
 
-        return DynamoDbLedger(_aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
+        return DynamoDbLedger(aws_client("dynamodb", settings.aws_region, read_timeout=2, bookkeeping=True),
                               settings.ledger_table)
     from chalicelib.store.sqlite import SqliteLedger
 
@@ -251,7 +253,7 @@ def _pii(settings: Settings) -> Any:
     if settings.pii == "comprehend":
         from chalicelib.pii.comprehend import ComprehendPiiDetector
 
-        return ComprehendPiiDetector(_aws_client("comprehend", settings.aws_region, read_timeout=3))
+        return ComprehendPiiDetector(aws_client("comprehend", settings.aws_region, read_timeout=3))
     from chalicelib.pii.local import LocalPiiDetector
 
     return LocalPiiDetector()
@@ -264,7 +266,7 @@ def _guardrail(settings: Settings) -> Any:
         from chalicelib.guardrails.bedrock import BedrockGuardrail
         from chalicelib.guardrails.chain import GuardrailChain
 
-        bedrock: Any = BedrockGuardrail(_aws_client("bedrock-runtime", settings.aws_region, read_timeout=3))
+        bedrock: Any = BedrockGuardrail(aws_client("bedrock-runtime", settings.aws_region, read_timeout=3))
         if settings.bedrock_guardrail_id:  # the platform's guardrail for apps that name none
             from chalicelib.guardrails.platform_default import PlatformDefault
 
@@ -273,48 +275,13 @@ def _guardrail(settings: Settings) -> Any:
     return LocalGuardrail()
 
 
-def _aws_client(service: str, region: str, read_timeout: float, bookkeeping: bool = False) -> Callable[[], Any]:
-    """A factory for a botocore client; adapters call it on first use: botocore costs ~100 ms to
-    import. One client per service, region and settings, on the process's one botocore session
-    (chalicelib/aws/session.py: no boto3, endpoint data loaded once). Every client is held to the
-    request's deadline (chalicelib/deadline.py); `bookkeeping` clients (ledger, audit) may use its
-    short tail. Read timeouts: a few times the service's usual latency, and small enough that a call
-    started late still fits the deadline."""
-
-    def make() -> Any:
-        from chalicelib import deadline
-        from chalicelib.aws import session
-
-        _quiet_botocore()
-
-        def new() -> Any:
-            client = session.new_client(service, region, connect_timeout=deadline.CONNECT_TIMEOUT_S,
-                                        read_timeout=read_timeout, max_attempts=2)
-            guarded = deadline.guard(client, connect_timeout=deadline.CONNECT_TIMEOUT_S, read_timeout=read_timeout,
-                                     max_attempts=2, bookkeeping=bookkeeping)
-            return instrument_aws(guarded)  # a span per AWS call once tracing is on (tracing/aws_calls.py)
-
-        return session.shared_client(service, (region, read_timeout, bookkeeping), new)
-
-    return make
-
-
-def _quiet_botocore() -> None:
-    # botocore logs request bodies, prompts included, at DEBUG: never let a root logger's DEBUG
-    # reach them (memoryless).
-    import logging
-
-    for name in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _router(settings: Settings, source: CatalogSource, providers: Mapping[str, Any] | None,
             traced: bool = False) -> Any:
     from chalicelib.router import CircuitBreaker, Router
 
     breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
     # The kill switch: the current catalog's switched-off deployments, read per request.
-    routed = providers or _providers(settings, source.base)
+    routed = providers or build_providers(settings, source.base)
     if traced:  # one CLIENT span per provider attempt (tracing/wrappers.py)
         from chalicelib.tracing.wrappers import wrap_providers
 
@@ -323,100 +290,11 @@ def _router(settings: Settings, source: CatalogSource, providers: Mapping[str, A
                   disabled=lambda: source.current().disabled_deployments)
 
 
-def _providers(settings: Settings, catalog: Catalog) -> dict[str, Any]:
-    # Only the providers the catalog routes to: a local-only catalog never imports boto3.
-    used = {d.provider for m in catalog.models.values() for d in m.deployments}
-    providers: dict[str, Any] = {}
-    if "local-echo" in used:
-        from chalicelib.providers.local_echo import LocalEchoProvider
-
-        providers["local-echo"] = LocalEchoProvider()
-    if "local-embed" in used:
-        from chalicelib.providers.local_embed import LocalEmbedProvider
-
-        providers["local-embed"] = LocalEmbedProvider()
-    # One operations-role session per app, shared by every AWS provider: one STS call per app an hour.
-    ops_role = OnFirstUse(lambda: _ops_role(settings))
-    if "bedrock" in used:
-        providers["bedrock"] = _bedrock(settings, ops_role)
-    if "sagemaker" in used:
-        providers["sagemaker"] = _sagemaker(settings, ops_role)
-    if "openai" in used:
-        providers["openai"] = _openai(settings)
-    return providers
-
-
-def _ops_role(settings: Settings) -> Any:
-    """Per-app credentials in the operations account; None: the default chain (the Lambda role)."""
-    if not settings.ops_role_arn:
-        return None
-    from chalicelib.aws.sts_credentials import AssumedRoleCredentials
-
-    sts = _aws_client("sts", settings.bedrock_region, read_timeout=2)
-    return AssumedRoleCredentials(sts, settings.ops_role_arn)
-
-
-def _bedrock(settings: Settings, ops_role: Callable[[], Any]) -> Any:
-    def build() -> Any:
-        from chalicelib.providers.bedrock.provider import BedrockProvider, bedrock_client_factory
-
-        _quiet_botocore()
-        factory = bedrock_client_factory(settings.bedrock_region, ops_role(), settings.bedrock_max_attempts)
-        return BedrockProvider(client_for=factory)
-
-    return _BuiltOnFirstCall(build)
-
-
-def _sagemaker(settings: Settings, ops_role: Callable[[], Any]) -> Any:
-    # Endpoints run where the deployment's `region` says, else where Bedrock is called (the router
-    # places them there too); boto3 honours AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME itself.
-    def build() -> Any:
-        from chalicelib.aws.runtime_clients import runtime_client_factory
-        from chalicelib.providers.sagemaker.provider import SageMakerProvider
-
-        _quiet_botocore()
-        factory = runtime_client_factory("sagemaker-runtime", settings.bedrock_region, ops_role(),
-                                         settings.bedrock_max_attempts)
-        return SageMakerProvider(client_for=factory)
-
-    return _BuiltOnFirstCall(build)
-
-
-def _openai(settings: Settings) -> Any:
-    # One connection pool per container; keys from SSM in the gateway's own account and region
-    # (GetParameter, WithDecryption), or from the environment variable a deployment names.
-    def build() -> Any:
-        import os
-
-        from chalicelib.providers.openai.keys import ApiKeys
-        from chalicelib.providers.openai.provider import OpenAIProvider
-        from chalicelib.providers.upstream_http import HttpPool
-
-        ssm = _aws_client("ssm", settings.aws_region, read_timeout=2)
-        return OpenAIProvider(HttpPool(), ApiKeys(ssm, os.environ))
-
-    return _BuiltOnFirstCall(build)
-
-
-class _BuiltOnFirstCall:
-    """A provider built on its first call: a request routed to local-echo never pays for Bedrock's
-    modules, and the first Bedrock request pays for boto3 anyway."""
-
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self._provider = OnFirstUse(build)
-
-    def complete(self, call: Any) -> Any:
-        return self._provider().complete(call)
-
-    def embed(self, call: Any) -> Any:
-        return self._provider().embed(call)
-
-
 def _audit(settings: Settings) -> Any:
     if settings.audit == "s3":
         from chalicelib.audit_s3 import S3AuditSink
 
-        return S3AuditSink(_aws_client("s3", settings.aws_region, read_timeout=2, bookkeeping=True),
+        return S3AuditSink(aws_client("s3", settings.aws_region, read_timeout=2, bookkeeping=True),
                            settings.audit_bucket or "", settings.bu_keys, settings.bu_keys["_unidentified"])
     from chalicelib.audit import JsonLinesAuditSink
 
@@ -427,7 +305,7 @@ def _audit_trail(settings: Settings, sink: Any, telemetry: Any) -> Any:
     """The tamper-evident trail over `sink`: keys, checkpoint signer and chain registry (audit_trail.py)."""
     from chalicelib.audit_trail import build_audit_trail
 
-    return build_audit_trail(settings, sink, telemetry, _aws_client)
+    return build_audit_trail(settings, sink, telemetry, aws_client)
 
 
 def _tracing(settings: Settings) -> Any:
