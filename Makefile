@@ -39,7 +39,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it with pyenv (pyenv install 3.12)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON312) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -131,10 +131,21 @@ package: venv
 audit-deps: venv
 	$(BIN)/python scripts/audit_deps.py$(if $(STRICT), --strict) requirements-dev.txt
 
+# requirements*.in are edited by hand (the direct dependencies, pinned); `make lock` compiles them into
+# requirements*.txt: every package, transitive ones included, pinned with the hashes of all its files
+# (--universal: the Lambda is arm64 Linux, a developer's machine may be anything), which `make venv`
+# installs with --require-hashes and `chalice package` downloads. Pins already in a .txt are kept
+# unless its .in asks for another version. Needs PyPI.
+lock: venv
+	$(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.12 \
+		--custom-compile-command "make lock" requirements.in -o requirements.txt
+	$(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.12 \
+		--custom-compile-command "make lock" requirements-dev.in -c requirements.txt -o requirements-dev.txt
+
 # The prod stage's account, VPC endpoint, subnets, security groups, table, buckets, keys, guardrail
 # and role from the data-plane stacks' outputs (a stack prefix, read with boto3) or an env file.
 configure: venv
-	@test -n "$(ENV)" || { echo "usage: make configure ENV=<env file | stack prefix> (infra/README.md, Deploying)"; exit 1; }
+	@test -n "$(ENV)" || { echo "usage: make configure ENV=<env file | stack prefix> (README.md, Deploying)"; exit 1; }
 	$(BIN)/python scripts/configure.py $(ENV)
 
 # Every link and head of a day of $(GARDEN_HOME)/audit (admin_cli/audit.py): garden-admin exits 1 on

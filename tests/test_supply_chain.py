@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -119,3 +120,41 @@ def test_the_sbom_lists_each_pinned_package_with_its_hashes(tmp_path: Path) -> N
     assert component["purl"] == "pkg:pypi/requests@2.34.2"
     (dist,) = component["externalReferences"]  # the hashes pinned for its distribution files
     assert dist["type"] == "distribution" and dist["hashes"] == [{"alg": "SHA-256", "content": "0" * 64}]
+
+
+def _entries(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of a requirements file, continuation lines joined."""
+    text = path.read_text().replace("\\\n", " ")
+    out = {}
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        requirement = line.split(";", 1)[0].split("--hash", 1)[0].strip()
+        name, _, version = requirement.partition("==")
+        out[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = (version.strip(), re.findall(r"--hash=(sha256:[0-9a-f]{64})", line))
+    return out
+
+
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+def test_every_requirement_is_pinned_with_hashes(name: str) -> None:
+    text = (ROOT / name).read_text()
+    assert not re.search(r"^\s*-[rc]\s", text, re.M), "a generated file is self-contained (make lock)"
+    entries = _entries(ROOT / name)
+    assert entries
+    for package, (version, hashes) in entries.items():
+        assert version and hashes, f"{name}: {package} is not pinned with hashes: run make lock"
+
+
+def test_the_lock_is_fresh_and_the_package_and_the_tools_agree() -> None:
+    runtime, dev = _entries(ROOT / "requirements.txt"), _entries(ROOT / "requirements-dev.txt")
+    assert {p: v for p, (v, _) in runtime.items()} == {p: dev[p][0] for p in runtime}  # same versions
+    for source, compiled in (("requirements.in", runtime), ("requirements-dev.in", dev)):
+        for package, (version, _) in _entries(ROOT / source).items():
+            if package and not package.startswith("-"):
+                assert compiled.get(package, ("missing",))[0] == version, f"{source}: {package}: run make lock"
+    makefile = (ROOT / "Makefile").read_text()
+    venv = makefile.split("$(VENV)/.installed:", 1)[1].split("\n\n", 1)[0]
+    assert "--require-hashes -r requirements-dev.txt" in venv
+    lock = makefile.split("\nlock:", 1)[1].split("\n\n", 1)[0]
+    assert lock.count("uv pip compile") == 2 and lock.count("--generate-hashes") == 2
