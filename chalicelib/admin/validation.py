@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from chalicelib.catalog_schema import CATALOG_SCHEMA
 from chalicelib.errors import InvalidRequest
@@ -143,32 +143,19 @@ class UsageQuery:
         for name in query:
             if name not in known:
                 _refuse(name, f"is not a parameter of this route ({', '.join(known)})", "unknown_parameter")
-        chosen: list[str] = []
-        for value in query.get("kind", []):
-            for kind in (k.strip() for k in value.split(",")):
-                if kind not in KINDS:
-                    _refuse("kind", "takes rejected, error, pii and guardrail, comma-separated")
-                if kind not in chosen:
-                    chosen.append(kind)
-        self.kinds: tuple[str, ...] = tuple(chosen) or KINDS
+        self.kinds = _choices(query, "kind", KINDS, "rejected, error, pii and guardrail") or KINDS
         to_day = _day(query, "to", today)
         from_day = _day(query, "from", to_day.replace(day=1))
         if from_day > to_day:
             _refuse("from", "must not come after to")
         if (to_day - from_day).days >= MAX_USAGE_DAYS:
             _refuse("from", f"spans more than {MAX_USAGE_DAYS} days: ask for a shorter range")
-        group_by: list[str] = []
-        for value in query.get("group_by", []):
-            for name in (n.strip() for n in value.split(",")):
-                if name not in GROUP_KEYS:
-                    _refuse("group_by", "takes app, business_unit, model, day and month, comma-separated")
-                if name not in group_by:
-                    group_by.append(name)
+        group_by = _choices(query, "group_by", GROUP_KEYS, "app, business_unit, model, day and month")
         fmt = _single(query, "format") or "json"
         if fmt not in ("json", "csv"):
             _refuse("format", "is json or csv")
         self.from_day, self.to_day = from_day.isoformat(), to_day.isoformat()
-        self.group_by: tuple[str, ...] = tuple(group_by)
+        self.group_by = group_by
         self.format = fmt
 
 
@@ -192,6 +179,19 @@ def _day(query: Mapping[str, Sequence[str]], name: str, default: date) -> date:
     except ValueError:
         _refuse(name, "must be a UTC date, YYYY-MM-DD")
     raise AssertionError  # unreachable: _refuse raises
+
+
+def _choices(query: Mapping[str, Sequence[str]], name: str, allowed: Collection[str], told: str) -> tuple[str, ...]:
+    """A comma-separated parameter, repeatable, each value one of `allowed`: in the order first
+    given, without repeats."""
+    chosen: list[str] = []
+    for value in query.get(name, []):
+        for item in (v.strip() for v in value.split(",")):
+            if item not in allowed:
+                _refuse(name, f"takes {told}, comma-separated")
+            if item not in chosen:
+                chosen.append(item)
+    return tuple(chosen)
 
 
 def _single(query: Mapping[str, Sequence[str]], name: str) -> str | None:
